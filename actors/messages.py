@@ -1,0 +1,161 @@
+"""The messages the three owners send each other (internal; users go through the proxies)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from wsroom.errors import LeaveReason
+from wsroom.types import ParticipantID, RoomID
+
+# -- to the hub actor ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class OpenRoom:
+    """Ask: the room actor for ``room``, created if there is none."""
+
+    room: RoomID
+
+
+@attrs.frozen
+class RoomActive:
+    """Tell: ``room`` has its first member (it now shows in ``rooms()``)."""
+
+    room: RoomID
+
+
+@attrs.frozen
+class RoomGone:
+    """Tell: ``room`` has no member and no join in flight, or was closed; reap it."""
+
+    room: RoomID
+    ref: Any
+
+
+@attrs.frozen
+class ParticipantStarted:
+    """Tell: a participant actor exists (so ``stop`` can close and await it)."""
+
+    ref: Any
+
+
+@attrs.frozen
+class ParticipantEnded:
+    """Tell: a participant actor is done."""
+
+    ref: Any
+
+
+@attrs.frozen
+class StopHub:
+    """Ask: close every room and connection; answer what to wait for."""
+
+
+# -- to a room actor ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class BeginJoin:
+    """Ask: a connection for ``pid`` is upgraded; answer a ``JoinTicket`` or raise ``RoomIsGone``."""
+
+    pid: ParticipantID
+    conn: Any
+
+
+@attrs.frozen
+class CompleteJoin:
+    """Ask: ``on_join`` returned; answer None, or the ``LeaveReason`` if the room closed meanwhile."""
+
+    pid: ParticipantID
+    gen: int
+
+
+@attrs.frozen
+class FailJoin:
+    """Tell: ``on_join`` raised ``reason``."""
+
+    pid: ParticipantID
+    gen: int
+    reason: BaseException
+
+
+@attrs.frozen
+class Disconnect:
+    """Tell: connection ``gen`` of ``pid`` ended with ``code`` and ``reason``."""
+
+    pid: ParticipantID
+    gen: int
+    code: int
+    reason: str
+
+
+@attrs.frozen
+class SendTo:
+    """Ask: deliver one encoded frame to ``pid``; answer a ``Delivery``."""
+
+    pid: ParticipantID
+    frame: str
+
+
+@attrs.frozen
+class Broadcast:
+    """Ask: deliver one encoded frame to every member but ``exclude``; answer a report."""
+
+    frame: str
+    exclude: frozenset[ParticipantID]
+
+
+@attrs.frozen
+class Members:
+    """Ask: every member's presence."""
+
+
+@attrs.frozen
+class CloseRoom:
+    """Ask: close every connection with ``code`` and end every membership with ``reason``.
+
+    Answers the greenlets running the ``on_leave`` hooks, so ``stop`` can wait for them.
+    """
+
+    code: int
+    text: str
+    reason: type[LeaveReason]
+
+
+@attrs.frozen
+class Expire:
+    """Tell (from the room's own timer): end the memberships whose grace period is over."""
+
+
+# -- to a participant actor ---------------------------------------------------------------
+
+
+@attrs.frozen
+class Start:
+    """Tell: join the room and run ``on_join``."""
+
+
+@attrs.frozen
+class Frame:
+    """Tell: one whole inbound text message, in frame order."""
+
+    text: str
+
+
+@attrs.frozen
+class Ended:
+    """Tell: the connection is over; report it to the room and stop."""
+
+    code: int
+    reason: str
+
+
+@attrs.frozen
+class Shutdown:
+    """Tell: the hub is stopping; close the connection with 1001."""
+
+
+class RoomIsGone(Exception):
+    """A room actor refused a join because it is being reaped; the joiner asks the hub again."""

@@ -1,0 +1,206 @@
+"""The room actor: one room's membership, grace timers, offline queues and fan-out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import gevent
+import pykka
+
+from wsroom.errors import ParticipantOffline, RoomNotFound
+from wsroom.hooks import HookSet
+from wsroom.types import BroadcastReport, Delivery, ParticipantID, Presence, ReconnectPolicy, RoomID
+
+from . import messages as m
+from .hookcall import spawn_hook
+from .runtime import GeventActor
+from .state import Leave, RoomState
+
+__all__ = ["RoomActor"]
+
+logger = logging.getLogger("wsroom.actors")
+
+_SLOW = (4008, "slow consumer")
+
+
+class RoomActor(GeventActor):
+    """Owns one ``RoomState``; hands encoded frames straight to each member's outbox.
+
+    It never asks another actor (so hooks calling back into it cannot deadlock) and runs
+    ``on_leave`` in greenlets of their own.
+    """
+
+    def __init__(
+        self, room: RoomID, hub: pykka.ActorRef[Any], hooks: HookSet, policy: ReconnectPolicy
+    ) -> None:
+        super().__init__()
+        self.room = room
+        self.hub = hub
+        self.hooks = hooks
+        self.state: RoomState[Any] = RoomState(policy, time.monotonic)
+        self._timer: Any = None
+        self._timer_at: float | None = None
+        self._hooks_running: list[gevent.Greenlet[Any, Any]] = []
+        self._handlers: dict[type, Any] = {
+            m.SendTo: self._send_to,
+            m.Broadcast: self._broadcast,
+            m.BeginJoin: self._begin_join,
+            m.CompleteJoin: self._complete_join,
+            m.FailJoin: self._fail_join,
+            m.Disconnect: self._disconnect,
+            m.Members: self._members,
+            m.CloseRoom: self._close_room,
+            m.Expire: self._expire,
+        }
+
+    def on_receive(self, message: Any) -> Any:
+        return self._handlers[type(message)](message)
+
+    # -- joins ----------------------------------------------------------------------------
+
+    def _begin_join(self, msg: m.BeginJoin) -> Any:
+        if self.state.closed:
+            raise m.RoomIsGone(self.room)
+        ticket = self.state.begin_join(msg.pid, msg.conn)
+        old = ticket.replaced
+        if old is not None:
+            # What the old connection never wrote goes to the new one, after its on_join.
+            self.state.requeue(msg.pid, old.take_unsent())
+            old.close(4001, "replaced")
+        self._rearm()
+        return ticket
+
+    def _complete_join(self, msg: m.CompleteJoin) -> Any:
+        if self.state.closed:
+            return self._closed_reason
+        had_members = self.state.has_members
+        backlog = self.state.complete_join(msg.pid, msg.gen)
+        if backlog is None:
+            return None
+        if not had_members:
+            self.hub.tell(m.RoomActive(self.room))
+        conn = self.state.live[msg.pid]
+        for frame in backlog:
+            if not conn.push(frame):
+                self._slow_consumer(msg.pid, conn)
+                break
+        return None
+
+    def _fail_join(self, msg: m.FailJoin) -> None:
+        self._leave(self.state.fail_join(msg.pid, msg.gen, msg.reason))
+
+    # -- disconnects and grace -------------------------------------------------------------
+
+    def _disconnect(self, msg: m.Disconnect) -> None:
+        member = self.state.members.get(msg.pid)
+        if member is None or member.gen != msg.gen or member.conn is None:
+            return
+        unsent = member.conn.take_unsent()
+        self._leave(self.state.disconnect(msg.pid, msg.gen, msg.code, msg.reason, unsent))
+        self._rearm()
+
+    def _slow_consumer(self, pid: ParticipantID, conn: Any) -> None:
+        member = self.state.members[pid]
+        unsent = conn.take_unsent()
+        conn.close(*_SLOW)
+        self._leave(self.state.disconnect(pid, member.gen, *_SLOW, unsent))
+        self._rearm()
+
+    def _expire(self, _msg: m.Expire) -> None:
+        self._timer_at = None
+        for leave in self.state.expire():
+            self._leave(leave)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        # One timer per room, set for the earliest grace deadline: no sleeping greenlet per member.
+        deadline = self.state.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = gevent.get_hub().loop.timer(max(deadline - time.monotonic(), 0.0))
+            self._timer.start(self._fire)
+
+    def _fire(self) -> None:
+        try:
+            self.actor_ref.tell(m.Expire())
+        except pykka.ActorDeadError:
+            pass
+
+    # -- delivery ------------------------------------------------------------------------
+
+    def _send_to(self, msg: m.SendTo) -> Delivery:
+        if not self.state.has_members:
+            raise RoomNotFound()
+        target = self.state.route(msg.pid, msg.frame)
+        if target is Delivery.QUEUED:
+            return Delivery.QUEUED
+        if target.push(msg.frame):
+            return Delivery.SENT
+        self._slow_consumer(msg.pid, target)
+        queued = self.state.route(msg.pid, msg.frame)
+        if queued is not Delivery.QUEUED:  # pragma: no cover - the member is offline now
+            raise ParticipantOffline()
+        return Delivery.QUEUED
+
+    def _broadcast(self, msg: m.Broadcast) -> BroadcastReport:
+        state = self.state
+        if not state.has_members:
+            raise RoomNotFound()
+        frame = msg.frame
+        exclude = msg.exclude
+        sent = 0
+        stalled: list[tuple[ParticipantID, Any]] = []
+        for pid, conn in state.live.items():
+            if exclude and pid in exclude:
+                continue
+            if conn.push(frame):
+                sent += 1
+            else:
+                stalled.append((pid, conn))
+        for pid, conn in stalled:
+            self._slow_consumer(pid, conn)
+        queued, dropped = state.queue_for_waiting(frame, exclude)
+        return BroadcastReport(sent=sent, queued=queued, dropped=tuple(dropped))
+
+    def _members(self, _msg: m.Members) -> dict[ParticipantID, Presence]:
+        if not self.state.has_members:
+            raise RoomNotFound()
+        return self.state.presence()
+
+    # -- the room as a whole --------------------------------------------------------------
+
+    _closed_reason: Any = None
+
+    def _close_room(self, msg: m.CloseRoom) -> list[gevent.Greenlet[Any, Any]]:
+        if self.state.closed or (msg.code == 4000 and not self.state.has_members):
+            raise RoomNotFound()
+        self._closed_reason = msg.reason()
+        conns, leaves = self.state.close_all(msg.reason)
+        for conn in conns:
+            conn.close(msg.code, msg.text)
+        for leave in leaves:
+            self._leave(leave)
+        self._rearm()
+        self.hub.tell(m.RoomGone(self.room, self.actor_ref))
+        return self._hooks_running
+
+    def _leave(self, leave: Leave | None) -> None:
+        if leave is not None:
+            greenlet = spawn_hook("on_leave", self.hooks.on_leave, self.room, leave.pid, leave.reason)
+            self._hooks_running = [g for g in self._hooks_running if not g.dead]
+            self._hooks_running.append(greenlet)
+        if self.state.is_empty and not self.state.closed:
+            self.state.closed = True
+            self._closed_reason = None
+            self.hub.tell(m.RoomGone(self.room, self.actor_ref))
+
+    def on_stop(self) -> None:
+        if self._timer is not None:
+            self._timer.close()

@@ -1,0 +1,297 @@
+"""The rules of membership, grace and offline queues, as plain synchronous classes.
+
+Nothing here touches gevent, pykka or a socket: time comes from an injected clock and
+connections are opaque handles, so every rule is unit-tested without I/O. The room actor owns
+one ``RoomState`` and turns its messages into calls on it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Generic, TypeVar
+
+import attrs
+
+from wsroom.errors import (
+    Disconnected,
+    GraceExpired,
+    LeaveReason,
+    ParticipantNotFound,
+    ParticipantOffline,
+)
+from wsroom.types import Delivery, ParticipantID, Presence, ReconnectPolicy
+
+__all__ = ["JoinTicket", "Leave", "Member", "OfflineQueue", "RoomState"]
+
+C = TypeVar("C")
+Clock = Callable[[], float]
+
+
+class OfflineQueue:
+    """A bounded FIFO of encoded frames; when full, the newest is refused and the oldest kept."""
+
+    __slots__ = ("_items", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: deque[str] = deque()
+
+    def offer(self, item: str) -> bool:
+        """Queue ``item``; False when the queue is full (the item is not kept)."""
+        if len(self._items) >= self.limit:
+            return False
+        self._items.append(item)
+        return True
+
+    def extend(self, items: Iterable[str]) -> int:
+        """Queue items in order until full; return how many were kept."""
+        kept = 0
+        for item in items:
+            if not self.offer(item):
+                break
+            kept += 1
+        return kept
+
+    def drain(self) -> list[str]:
+        """Take every queued item, oldest first."""
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+
+@attrs.define(eq=False)
+class Member(Generic[C]):
+    """One participant's entry in a room.
+
+    ``joined`` turns True once the first ``on_join`` returned; before that the entry is a join in
+    flight and not yet a member. ``conn`` is the current connection (None while offline), and
+    ``live`` says whether envelopes go straight to it (False while its ``on_join`` runs).
+    """
+
+    pid: ParticipantID
+    gen: int
+    conn: C | None
+    queue: OfflineQueue
+    joined: bool = False
+    live: bool = False
+    deadline: float | None = None
+    last_close: Disconnected = attrs.field(factory=Disconnected)
+
+    @property
+    def presence(self) -> Presence:
+        return Presence.ONLINE if self.conn is not None else Presence.OFFLINE
+
+
+@attrs.frozen
+class JoinTicket(Generic[C]):
+    """The room's answer to a join: its generation, whether it is a reconnect, whom it replaces."""
+
+    gen: int
+    reconnect: bool
+    replaced: C | None = None
+
+
+@attrs.frozen
+class Leave:
+    """A membership that has ended: ``on_leave(room, pid, reason)`` is due exactly once."""
+
+    pid: ParticipantID
+    reason: BaseException
+
+
+class RoomState(Generic[C]):
+    """Who is in one room, who is online, the grace deadlines and the offline queues."""
+
+    def __init__(self, policy: ReconnectPolicy, clock: Clock) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.members: dict[ParticipantID, Member[C]] = {}
+        #: The live connections, in join order: the fan-out loop walks this and nothing else.
+        self.live: dict[ParticipantID, C] = {}
+        self.closed = False
+        self._joined = 0
+        self._next_gen = 0
+        self._deadlines: list[tuple[float, int, ParticipantID]] = []
+
+    # -- joins -------------------------------------------------------------------------
+
+    def begin_join(self, pid: ParticipantID, conn: C) -> JoinTicket[C]:
+        """A new connection for ``pid`` has been upgraded; its ``on_join`` is about to run.
+
+        A connection already attached to ``pid`` is replaced: the caller closes it with 4001,
+        and what it had not yet written goes back into the queue through ``requeue``.
+        """
+        if self.closed:
+            raise RuntimeError("room is closed")
+        self._next_gen += 1
+        member = self.members.get(pid)
+        if member is None:
+            member = Member(pid, self._next_gen, conn, OfflineQueue(self.policy.max_queued_per_conn))
+            self.members[pid] = member
+            return JoinTicket(member.gen, reconnect=False)
+        replaced = member.conn
+        member.gen = self._next_gen
+        member.conn = conn
+        member.live = False
+        member.deadline = None
+        self.live.pop(pid, None)
+        return JoinTicket(member.gen, reconnect=member.joined, replaced=replaced)
+
+    def complete_join(self, pid: ParticipantID, gen: int) -> list[str] | None:
+        """``on_join`` returned: the member goes live; return the queue to flush, in order.
+
+        None when the join is stale (a newer connection replaced it meanwhile).
+        """
+        member = self.members.get(pid)
+        if member is None or member.gen != gen or member.conn is None:
+            return None
+        if not member.joined:
+            member.joined = True
+            self._joined += 1
+        member.live = True
+        self.live[pid] = member.conn
+        return member.queue.drain()
+
+    def fail_join(self, pid: ParticipantID, gen: int, reason: BaseException) -> Leave | None:
+        """``on_join`` raised. A first join leaves no trace; a reconnect ends the membership."""
+        member = self.members.get(pid)
+        if member is None or member.gen != gen:
+            return None
+        self._remove(member)
+        return Leave(pid, reason) if member.joined else None
+
+    def requeue(self, pid: ParticipantID, items: Iterable[str]) -> None:
+        """Put frames a dropped or replaced connection never wrote back at the queue's head."""
+        member = self.members.get(pid)
+        if member is None or not member.joined:
+            return
+        pending = member.queue.drain()
+        member.queue.extend(items)
+        member.queue.extend(pending)
+
+    # -- disconnects and grace ----------------------------------------------------------
+
+    def disconnect(
+        self, pid: ParticipantID, gen: int, code: int, reason: str, unsent: Iterable[str] = ()
+    ) -> Leave | None:
+        """Connection ``gen`` of ``pid`` ended; start its grace period or end the membership.
+
+        A disconnect of a connection that was already replaced or ended is ignored, so a stale
+        close can never evict a newer connection.
+        """
+        member = self.members.get(pid)
+        if member is None or member.gen != gen or member.conn is None:
+            return None
+        member.conn = None
+        member.live = False
+        self.live.pop(pid, None)
+        member.last_close = Disconnected(code, reason)
+        if not member.joined:
+            self._remove(member)
+            return None
+        if self.policy.grace_period <= 0:
+            self._remove(member)
+            return Leave(pid, member.last_close)
+        self.requeue(pid, unsent)
+        member.deadline = self.clock() + self.policy.grace_period
+        heapq.heappush(self._deadlines, (member.deadline, gen, pid))
+        return None
+
+    def next_deadline(self) -> float | None:
+        """When the earliest grace period ends, or None when nobody is waiting."""
+        while self._deadlines:
+            deadline, gen, pid = self._deadlines[0]
+            member = self.members.get(pid)
+            if member is not None and member.gen == gen and member.deadline == deadline:
+                return deadline
+            heapq.heappop(self._deadlines)
+        return None
+
+    def expire(self) -> list[Leave]:
+        """End every membership whose grace period is over; their queues are dropped."""
+        now = self.clock()
+        leaves: list[Leave] = []
+        while (deadline := self.next_deadline()) is not None and deadline <= now:
+            _, _, pid = heapq.heappop(self._deadlines)
+            member = self.members[pid]
+            self._remove(member)
+            expired = GraceExpired()
+            expired.__cause__ = member.last_close
+            leaves.append(Leave(pid, expired))
+        return leaves
+
+    # -- delivery ------------------------------------------------------------------------
+
+    def route(self, pid: ParticipantID, item: str) -> C | Delivery:
+        """Where one targeted frame goes: a live connection, or ``QUEUED`` for later.
+
+        Raises ``ParticipantNotFound`` for a non-member and ``ParticipantOffline`` when it is
+        offline and its queue is full (the frame is not kept).
+        """
+        conn = self.live.get(pid)
+        if conn is not None:
+            return conn
+        member = self.members.get(pid)
+        if member is None or not member.joined:
+            raise ParticipantNotFound()
+        if member.queue.offer(item):
+            return Delivery.QUEUED
+        raise ParticipantOffline()
+
+    def queue_for_waiting(
+        self, item: str, exclude: frozenset[ParticipantID]
+    ) -> tuple[int, list[ParticipantID]]:
+        """Queue a broadcast for members without a live connection: (queued, dropped)."""
+        queued = 0
+        dropped: list[ParticipantID] = []
+        if len(self.live) == len(self.members):
+            return queued, dropped
+        for pid, member in self.members.items():
+            if member.live or not member.joined or pid in exclude:
+                continue
+            if member.queue.offer(item):
+                queued += 1
+            else:
+                dropped.append(pid)
+        return queued, dropped
+
+    def _remove(self, member: Member[C]) -> None:
+        del self.members[member.pid]
+        self.live.pop(member.pid, None)
+        if member.joined:
+            self._joined -= 1
+
+    # -- the room as a whole --------------------------------------------------------------
+
+    def close_all(self, reason: Callable[[], LeaveReason]) -> tuple[list[C], list[Leave]]:
+        """Close the room: every connection to close and every membership's leave."""
+        conns = [m.conn for m in self.members.values() if m.conn is not None]
+        leaves = [Leave(m.pid, reason()) for m in self.members.values() if m.joined]
+        self.members.clear()
+        self.live.clear()
+        self._deadlines.clear()
+        self._joined = 0
+        self.closed = True
+        return conns, leaves
+
+    def presence(self) -> dict[ParticipantID, Presence]:
+        """Every member and whether it is online or inside its grace period."""
+        return {pid: m.presence for pid, m in self.members.items() if m.joined}
+
+    @property
+    def has_members(self) -> bool:
+        """Whether the room exists for the API: at least one completed join."""
+        return self._joined > 0
+
+    @property
+    def is_empty(self) -> bool:
+        """No member and no join in flight: the room can be reaped."""
+        return not self.members

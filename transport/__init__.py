@@ -1,0 +1,10 @@
+"""The WebSocket transport: handshake, per-connection reader and writer, WSGI glue.
+
+``wsroom.transport.flask`` (the ``flask`` extra) is imported on demand only.
+"""
+
+from __future__ import annotations
+
+from .wsgi import UpgradeAwareHandler, make_handler, serve
+
+__all__ = ["UpgradeAwareHandler", "make_handler", "serve"]

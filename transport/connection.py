@@ -1,0 +1,247 @@
+"""One upgraded WebSocket: the read loop in the caller's greenlet and one writer greenlet.
+
+The writer is the only greenlet that writes to the socket, always with ``sendall``, so no frame
+is ever cut short or interleaved (simple-websocket's own ``send`` writes once and ignores a
+partial write). Data frames come from a bounded ``Outbox``; control frames (pongs, pings,
+close) from the reader jump the queue between two data frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.event
+from wsproto.connection import ConnectionState
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from .handshake import ServerSocket
+from .outbox import Outbox
+
+__all__ = ["Connection", "ConnectionOptions"]
+
+logger = logging.getLogger("wsroom.transport")
+
+_RECV_BYTES = 65536
+
+
+class ConnectionOptions:
+    """The per-connection limits, taken from the hub's options once."""
+
+    __slots__ = (
+        "close_timeout",
+        "compression",
+        "max_message_size",
+        "outbox_max_bytes",
+        "outbox_max_messages",
+        "ping_interval",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int = 65536,
+        ping_interval: float = 25.0,
+        outbox_max_messages: int = 1024,
+        outbox_max_bytes: int = 4 * 1024 * 1024,
+        compression: bool = False,
+        close_timeout: float = 5.0,
+    ) -> None:
+        self.max_message_size = max_message_size
+        self.ping_interval = ping_interval
+        self.outbox_max_messages = outbox_max_messages
+        self.outbox_max_bytes = outbox_max_bytes
+        self.compression = compression
+        self.close_timeout = close_timeout
+
+
+class Connection:
+    """The transport side of one participant's connection.
+
+    ``push`` is called by whoever delivers (the room actor, ``Client.send``); ``run`` by the
+    WSGI handler greenlet, which it blocks until the connection is over.
+    """
+
+    def __init__(self, environ: dict[str, Any], options: ConnectionOptions) -> None:
+        self.options = options
+        self._server = ServerSocket(environ, compression=options.compression)
+        self._ws = self._server.ws
+        self._sock: socket.socket = self._server.sock
+        self.outbox = Outbox(options.outbox_max_messages, options.outbox_max_bytes)
+        self._control: deque[bytes] = deque()
+        self._wake = gevent.event.Event()
+        self._closing: tuple[int, str] | None = None  # a close the server asked for
+        self._finished = False  # the read side is over: write what is left and shut the socket
+        self._abort_timer: Any = None
+        self._writer = gevent.spawn(self._write_loop)
+
+    # -- the write side -------------------------------------------------------------------
+
+    def push(self, frame: str) -> bool:
+        """Queue one encoded text frame; False when the outbox is full (nothing queued)."""
+        if not self.outbox.push(frame):
+            return False
+        self._wake.set()
+        return True
+
+    def take_unsent(self) -> list[str]:
+        """Frames queued but not yet written, for the offline queue."""
+        return self.outbox.take_all()
+
+    @property
+    def closing(self) -> bool:
+        """Whether a close has been asked for (by the server) or the connection is over."""
+        return self._closing is not None or self._finished
+
+    def close(self, code: int, reason: str = "", linger: float | None = None) -> None:
+        """Close with ``code``: after the frame being written, send the close frame, then wait
+        up to ``linger`` seconds (default ``close_timeout``) for the peer before cutting the
+        socket. Frames still queued are not written (``take_unsent`` has them).
+        """
+        if self._closing is not None or self._finished:
+            return
+        self._closing = (code, reason)
+        self._wake.set()
+        wait = self.options.close_timeout if linger is None else linger
+        self._abort_timer = gevent.get_hub().loop.timer(wait)
+        self._abort_timer.start(self._abort)
+
+    def _abort(self) -> None:
+        # The peer did not finish the close handshake in time, or cannot be written to.
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _send_control(self, data: bytes) -> None:
+        if data:
+            self._control.append(data)
+            self._wake.set()
+
+    def _write_loop(self) -> None:
+        sock = self._sock
+        ws = self._ws
+        outbox = self.outbox
+        control = self._control
+        close_sent = False
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                while True:
+                    if control:
+                        sock.sendall(control.popleft())
+                    elif self._closing is not None and not close_sent:
+                        close_sent = True
+                        if ws.state is ConnectionState.OPEN:
+                            code, reason = self._closing
+                            sock.sendall(ws.send(CloseConnection(code, reason or None)))
+                    elif self._closing is None and ws.state is ConnectionState.OPEN and outbox:
+                        frame = outbox.pop()
+                        assert frame is not None
+                        sock.sendall(ws.send(TextMessage(frame)))
+                    else:
+                        break
+                if self._finished:
+                    return
+        except (OSError, LocalProtocolError) as exc:
+            logger.debug("writer stopped: %r", exc)
+            self._abort()
+        finally:
+            self._finished = True
+
+    # -- the read side --------------------------------------------------------------------
+
+    def run(self, on_text: Callable[[str], None]) -> tuple[int, str]:
+        """Read until the connection is over, handing each whole text message to ``on_text``.
+
+        Returns the close code and reason to report: the server's own close if it asked for
+        one, else the peer's, else 1006.
+        """
+        peer_close: tuple[int, str] | None = None
+        try:
+            peer_close = self._read_loop(on_text)
+        except (OSError, RemoteProtocolError, LocalProtocolError) as exc:
+            logger.debug("reader stopped: %r", exc)
+        finally:
+            self._finish()
+        if self._closing is not None:
+            return self._closing
+        return peer_close or (1006, "")
+
+    def _read_loop(self, on_text: Callable[[str], None]) -> tuple[int, str] | None:
+        sock = self._sock
+        ws = self._ws
+        opts = self.options
+        interval = opts.ping_interval if opts.ping_interval > 0 else None
+        max_size = opts.max_message_size
+        pong_due = False
+        next_ping = time.monotonic() + interval if interval else 0.0
+        parts: list[str] = []
+        size = 0
+        while True:
+            if interval:
+                now = time.monotonic()
+                if now >= next_ping:
+                    if pong_due:
+                        self.close(1008, "ping timeout", linger=min(interval, 1.0))
+                    elif ws.state is ConnectionState.OPEN and self._closing is None:
+                        self._send_control(ws.send(Ping()))
+                        pong_due = True
+                    next_ping = now + interval
+                sock.settimeout(max(next_ping - now, 0.001))
+            try:
+                data = sock.recv(_RECV_BYTES)
+            except TimeoutError:
+                continue
+            if not data:
+                return None
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, TextMessage):
+                    if self._closing is not None:
+                        continue
+                    size += len(event.data)
+                    if max_size and size > max_size:
+                        self.close(1009, "message too big")
+                        parts.clear()
+                        continue
+                    parts.append(event.data)
+                    if event.message_finished:
+                        text = parts[0] if len(parts) == 1 else "".join(parts)
+                        parts.clear()
+                        size = 0
+                        on_text(text)
+                elif isinstance(event, BytesMessage):
+                    self.close(1003, "binary frames are not accepted")
+                elif isinstance(event, Ping):
+                    self._send_control(ws.send(event.response()))
+                elif isinstance(event, Pong):
+                    pong_due = False
+                elif isinstance(event, CloseConnection):
+                    if ws.state is ConnectionState.REMOTE_CLOSING:
+                        self._send_control(ws.send(event.response()))
+                    elif ws.state is ConnectionState.OPEN:
+                        # A protocol error found by wsproto: answer with its code and stop.
+                        self.close(event.code, event.reason or "")
+                        return None
+                    return (int(event.code), event.reason or "")
+
+    def _finish(self) -> None:
+        # Let the writer flush any close reply, then shut the socket whatever happens.
+        self._finished = True
+        self._wake.set()
+        if not self._writer.join(timeout=self.options.close_timeout):
+            self._abort()
+        if self._abort_timer is not None:
+            self._abort_timer.close()
+        try:
+            self._sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,104 @@
+"""``make_handler`` (the Go ``NewHandler``), ``serve``, and the upgrade-aware gevent handler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from gevent.pywsgi import LoggingLogAdapter, WSGIHandler, WSGIServer
+
+from wsroom.errors import (
+    HandshakeRejected,
+    HubStopped,
+    MissingParticipantID,
+    ResolverRejected,
+    WsroomError,
+)
+from wsroom.types import Identity, RoomID
+
+if TYPE_CHECKING:
+    from wsroom.hooks import Resolver
+    from wsroom.hub import Hub
+
+__all__ = ["UpgradeAwareHandler", "make_handler", "refusal", "serve"]
+
+logger = logging.getLogger("wsroom.transport")
+
+T = TypeVar("T")
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+_STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 426: "Upgrade Required", 503: "Service Unavailable"}
+
+
+def refusal(exc: WsroomError) -> tuple[int, str, list[tuple[str, str]]]:
+    """The HTTP answer to a refused upgrade: status, one line of text, extra headers."""
+    if isinstance(exc, (ResolverRejected, MissingParticipantID)):
+        return 403, str(exc), []
+    if isinstance(exc, HandshakeRejected):
+        return exc.status, exc.reason, list(exc.headers)
+    if isinstance(exc, HubStopped):
+        return 503, str(exc), []
+    raise exc
+
+
+def _value(source: T | Callable[[Environ], T], environ: Environ) -> T:
+    return source(environ) if callable(source) else source  # type: ignore[return-value]
+
+
+def make_handler(
+    hub: Hub,
+    room: RoomID | str | Callable[[Environ], RoomID | str],
+    identity: Identity | Callable[[Environ], Identity],
+    resolve: Resolver,
+) -> WSGIApp:
+    """A WSGI app that upgrades each request and serves it as a member of ``room``.
+
+    ``room`` and ``identity`` may be values or callables of the environ. Refusals are plain
+    HTTP answers with a one-line body: 403 (resolver), 400 / 426 / 403 (handshake), 503 (stopped).
+    """
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            hub.handle_ws(environ, _value(room, environ), _value(identity, environ), resolve)
+        except (ResolverRejected, MissingParticipantID, HandshakeRejected, HubStopped) as exc:
+            status, text, headers = refusal(exc)
+            body = f"{text}\n".encode()
+            start_response(
+                f"{status} {_STATUS_TEXT.get(status, 'Error')}",
+                [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *headers],
+            )
+            return [body]
+        # The 101 went out on the socket itself; the server must write nothing more.
+        return []
+
+    return app
+
+
+class UpgradeAwareHandler(WSGIHandler):  # type: ignore[misc]
+    """A pywsgi handler that closes the HTTP connection after an upgrade.
+
+    Without it gevent reads the client's leftover WebSocket frames as a new HTTP request.
+    """
+
+    def handle_one_response(self) -> None:
+        try:
+            super().handle_one_response()
+        finally:
+            if self.environ is not None and self.environ.get("wsroom.upgraded"):
+                self.close_connection = True
+
+
+def serve(app: WSGIApp, host: str = "127.0.0.1", port: int = 8080) -> WSGIServer:
+    """Start a gevent WSGI server for ``app`` (ready to accept when this returns)."""
+    server = WSGIServer(
+        (host, port),
+        app,
+        handler_class=UpgradeAwareHandler,
+        log=LoggingLogAdapter(logging.getLogger("wsroom.transport.access"), logging.DEBUG),
+        error_log=LoggingLogAdapter(logging.getLogger("wsroom.transport"), logging.ERROR),
+    )
+    server.start()
+    return server

@@ -1,0 +1,100 @@
+"""The wire unit and its codec: strict decoding with a path in every error, encoding once."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+import cattrs
+
+from .errors import BadEnvelope
+
+__all__ = ["RESERVED_PREFIX", "Envelope", "decode", "encode", "encode_reserved", "error_frame"]
+
+RESERVED_PREFIX = "wsroom."
+"""Type names starting with this belong to the hub, in both directions."""
+
+
+@attrs.frozen
+class Envelope:
+    """One message on the wire: ``{"type": ..., "payload": ...}``."""
+
+    type: str = attrs.field(validator=attrs.validators.instance_of(str))
+    payload: Any = None
+
+
+def _strict_str(value: object, _type: type) -> str:
+    # cattrs converts by default (5 becomes "5"); a wire envelope must already be a string.
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=False)
+    converter.register_structure_hook(str, _strict_str)
+    # Keep the payload by identity: walking an ``Any`` payload costs 40x a plain dict.
+    converter.register_unstructure_hook(
+        Envelope, lambda e: {"type": e.type, "payload": e.payload}
+    )
+    return converter
+
+
+_converter = _make_converter()
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def decode(text: str | bytes) -> Envelope:
+    """Parse one inbound frame; raise ``BadEnvelope`` saying where and why it is wrong."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadEnvelope(f"invalid JSON: {exc} @ $") from None
+    if not isinstance(obj, dict):
+        raise BadEnvelope(f"expected a JSON object, got {_json_kind(obj)} @ $")
+    try:
+        envelope = _converter.structure(obj, Envelope)
+    except cattrs.ClassValidationError as exc:
+        raise BadEnvelope("; ".join(cattrs.transform_error(exc, path="$"))) from None
+    if not envelope.type:
+        raise BadEnvelope("type must not be empty @ $.type")
+    if envelope.type.startswith(RESERVED_PREFIX):
+        raise BadEnvelope(f"type {envelope.type!r} is reserved for the hub @ $.type")
+    return envelope
+
+
+def encode(envelope: Envelope) -> str:
+    """Encode a user's envelope once, for any number of receivers."""
+    if not isinstance(envelope, Envelope):
+        raise BadEnvelope(f"expected an Envelope, got {type(envelope).__name__}")
+    if not envelope.type:
+        raise BadEnvelope("type must not be empty @ $.type")
+    if envelope.type.startswith(RESERVED_PREFIX):
+        raise BadEnvelope(f"type {envelope.type!r} is reserved for the hub @ $.type")
+    return encode_reserved(envelope)
+
+
+def encode_reserved(envelope: Envelope) -> str:
+    """Encode without the reserved-name check: for the hub's own ``wsroom.*`` envelopes."""
+    try:
+        return _dumps(_converter.unstructure(envelope))
+    except (TypeError, ValueError) as exc:
+        raise BadEnvelope(f"payload is not JSON: {exc} @ $.payload") from None
+
+
+def error_frame(code: str, detail: str) -> str:
+    """The ``wsroom.error`` frame the hub answers a bad inbound frame with."""
+    return encode_reserved(Envelope("wsroom.error", {"code": code, "detail": detail}))
+
+
+def _json_kind(obj: object) -> str:
+    if isinstance(obj, list):
+        return "an array"
+    if isinstance(obj, str):
+        return "a string"
+    if obj is None:
+        return "null"
+    if isinstance(obj, bool):
+        return "a boolean"
+    return "a number"

@@ -1,0 +1,87 @@
+"""What the application plugs in: the three hooks, and the client handle ``on_join`` gets."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .envelope import Envelope, encode
+from .errors import CloseConnection
+from .types import Identity, JoinContext, ParticipantID, RoomID
+
+__all__ = ["Client", "HookSet", "Hooks", "Resolver"]
+
+
+class Hooks:
+    """No-op hooks to subclass; any object with the same three methods works too.
+
+    Hooks run in greenlets of the hub, never inside a room's mailbox, so they may call any hub
+    method (their own room included) and may block cooperatively.
+    """
+
+    def on_join(self, jc: JoinContext, client: Client) -> None:
+        """A connection joined (``jc.reconnect`` inside the grace period). Raise
+        ``CloseConnection`` (or anything, for 1008) to refuse it."""
+
+    def on_message(self, room: RoomID, participant: ParticipantID, envelope: Envelope) -> None:
+        """One inbound envelope, in frame order, one at a time per participant."""
+
+    def on_leave(self, room: RoomID, participant: ParticipantID, reason: BaseException) -> None:
+        """A membership ended, exactly once: ``Disconnected``, ``GraceExpired``, ``RoomClosed``,
+        ``HubStopped``, or the exception a rejected reconnect's ``on_join`` raised."""
+
+
+class HookSet(Protocol):
+    """The shape of a hooks object."""
+
+    def on_join(self, jc: JoinContext, client: Client) -> None: ...
+
+    def on_message(
+        self, room: RoomID, participant: ParticipantID, envelope: Envelope
+    ) -> None: ...
+
+    def on_leave(
+        self, room: RoomID, participant: ParticipantID, reason: BaseException
+    ) -> None: ...
+
+
+class Resolver(Protocol):
+    """Turns a room and an identity into a participant id, before the upgrade."""
+
+    def __call__(self, room: RoomID, identity: Identity, /) -> ParticipantID | str: ...
+
+
+class _Sink(Protocol):
+    @property
+    def closing(self) -> bool: ...
+
+    def push(self, frame: str) -> bool: ...
+
+    def close(self, code: int, reason: str = "", linger: float | None = None) -> None: ...
+
+
+class Client:
+    """One connection, as ``on_join`` sees it: send to it directly, or close it."""
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: _Sink) -> None:
+        self._sink = sink
+
+    def send(self, envelope: Envelope) -> bool:
+        """Write ``envelope`` to this connection, ahead of anything queued for a reconnect.
+
+        Returns False when the connection is closing or its outbox is full (then it is closed
+        with 4008 ``slow consumer``). Raises ``BadEnvelope`` for an envelope that cannot be encoded.
+        """
+        frame = encode(envelope)
+        if self._sink.closing:
+            return False
+        if self._sink.push(frame):
+            return True
+        self._sink.close(4008, "slow consumer")
+        return False
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close this connection with ``code``; the membership then follows the usual rules."""
+        CloseConnection(code, reason)  # validates the code
+        self._sink.close(code, reason)

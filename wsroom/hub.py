@@ -1,0 +1,224 @@
+"""``new_hub`` and the ``Hub`` facade: blocking calls that are asks to the hub actor."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import gevent
+import gevent.lock
+import pykka
+
+from wsroom.actors import messages as m
+from wsroom.actors.hub import Encoded, HubActor
+from wsroom.actors.participant import INBOUND_WINDOW, ParticipantActor
+from wsroom.actors.runtime import GeventActor
+from wsroom.transport.connection import Connection, ConnectionOptions
+from wsroom.transport.handshake import check_upgrade
+
+from .envelope import Envelope, encode
+from .errors import (
+    HandshakeRejected,
+    HubStopped,
+    MissingParticipantID,
+    ResolverRejected,
+    RoomNotFound,
+)
+from .hooks import HookSet, Resolver
+from .types import BroadcastReport, Delivery, Identity, ParticipantID, Presence, ReconnectPolicy, RoomID
+
+__all__ = ["Hub", "HubOptions", "new_hub"]
+
+logger = logging.getLogger("wsroom")
+
+T = TypeVar("T")
+
+
+class HubOptions:
+    """The keyword options of ``new_hub``, checked once."""
+
+    __slots__ = ("allowed_origins", "connection")
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int = 65536,
+        ping_interval: float = 25.0,
+        outbox_max_messages: int = 1024,
+        outbox_max_bytes: int = 4 * 1024 * 1024,
+        allowed_origins: Sequence[str] | None = None,
+        compression: bool = False,
+        close_timeout: float = 5.0,
+    ) -> None:
+        for name, value in (
+            ("max_message_size", max_message_size),
+            ("outbox_max_messages", outbox_max_messages),
+            ("outbox_max_bytes", outbox_max_bytes),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if ping_interval < 0 or close_timeout <= 0:
+            raise ValueError("ping_interval must be >= 0 and close_timeout > 0")
+        if isinstance(allowed_origins, str):
+            raise TypeError("allowed_origins takes a list of patterns, not one string")
+        self.allowed_origins = None if allowed_origins is None else tuple(allowed_origins)
+        self.connection = ConnectionOptions(
+            max_message_size=max_message_size,
+            ping_interval=ping_interval,
+            outbox_max_messages=outbox_max_messages,
+            outbox_max_bytes=outbox_max_bytes,
+            compression=bool(compression),
+            close_timeout=close_timeout,
+        )
+
+
+def new_hub(hooks: HookSet, policy: ReconnectPolicy, **options: Any) -> Hub:
+    """Start a hub: its actor runs in this process's gevent loop until ``stop()``.
+
+    Options (keyword only): ``max_message_size=65536``, ``ping_interval=25.0``,
+    ``outbox_max_messages=1024``, ``outbox_max_bytes=4 MiB``, ``allowed_origins=None``,
+    ``compression=False``, ``close_timeout=5.0``.
+    """
+    return Hub(hooks, policy, HubOptions(**options))
+
+
+class Hub:
+    """The room hub. Its methods block the calling greenlet (cooperatively) until answered;
+    ``hub.proxy`` offers the same calls as pykka futures."""
+
+    def __init__(self, hooks: HookSet, policy: ReconnectPolicy, options: HubOptions) -> None:
+        for name in ("on_join", "on_message", "on_leave"):
+            if not callable(getattr(hooks, name, None)):
+                raise TypeError(f"hooks has no callable {name}()")
+        self.hooks = hooks
+        self.policy = policy
+        self.options = options
+        self._ref: pykka.ActorRef[HubActor] = HubActor.start(hooks, policy)
+        #: The hub actor's pykka proxy: the same calls, answered with futures.
+        self.proxy: Any = self._ref.proxy()
+
+    # -- the API -------------------------------------------------------------------------
+
+    def send_to(self, room: RoomID | str, participant: ParticipantID | str, envelope: Envelope) -> Delivery:
+        """Deliver ``envelope`` to one member: ``SENT`` to a live connection, ``QUEUED`` if offline."""
+        frame = Encoded(encode(envelope))
+        return self._call(lambda: self.proxy.send_to(room, participant, frame))  # type: ignore[no-any-return]
+
+    def broadcast(
+        self, room: RoomID | str, envelope: Envelope, exclude: Iterable[ParticipantID | str] = ()
+    ) -> BroadcastReport:
+        """Deliver ``envelope`` to every member but ``exclude``, encoded once for all."""
+        frame = Encoded(encode(envelope))
+        return self._call(lambda: self.proxy.broadcast(room, frame, tuple(exclude)))  # type: ignore[no-any-return]
+
+    def close_room(self, room: RoomID | str) -> None:
+        """Close every connection with 4000, end every membership with ``RoomClosed``."""
+        self._call(lambda: self.proxy.close_room(room))
+
+    def rooms(self) -> list[RoomID]:
+        """Every room that has a member."""
+        return self._call(lambda: self.proxy.rooms())  # type: ignore[no-any-return]
+
+    def members(self, room: RoomID | str) -> dict[ParticipantID, Presence]:
+        """Every member of ``room``, ``ONLINE`` or ``OFFLINE`` (inside its grace period)."""
+        return self._call(lambda: self.proxy.members(room))  # type: ignore[no-any-return]
+
+    def _call(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call().get()
+        except pykka.ActorDeadError:
+            # The hub actor is gone (stopped), or a room was reaped under the request.
+            if self._ref.is_alive():
+                raise RoomNotFound() from None
+            raise HubStopped() from None
+
+    # -- connections ---------------------------------------------------------------------
+
+    def handle_ws(
+        self,
+        environ: dict[str, Any],
+        room: RoomID | str,
+        identity: Identity,
+        resolve: Resolver,
+    ) -> None:
+        """Upgrade this request and serve the connection until it ends (blocks cooperatively).
+
+        Before the upgrade it raises ``HubStopped``, ``ResolverRejected`` (chained to what the
+        resolver raised), ``MissingParticipantID`` or ``HandshakeRejected``; after it, nothing.
+        """
+        if not self._ref.is_alive():
+            raise HubStopped()
+        try:
+            pid = resolve(RoomID(room), identity)
+        except Exception as exc:
+            raise ResolverRejected() from exc
+        if not pid:
+            raise MissingParticipantID()
+        check_upgrade(environ, self.options.allowed_origins)
+        try:
+            conn = Connection(environ, self.options.connection)
+        except Exception as exc:
+            raise HandshakeRejected(f"the upgrade failed: {exc}", 400) from exc
+        environ["wsroom.upgraded"] = True
+        self._serve(conn, RoomID(room), ParticipantID(pid), identity)
+
+    def _serve(self, conn: Connection, room: RoomID, pid: ParticipantID, identity: Identity) -> None:
+        window = gevent.lock.Semaphore(INBOUND_WINDOW)
+        participant = ParticipantActor.start(self._ref, self.hooks, room, pid, identity, conn, window)
+        try:
+            self._ref.tell(m.ParticipantStarted(participant))
+            participant.tell(m.Start())
+        except pykka.ActorDeadError:
+            conn.close(1001, "hub stopped")
+
+        def on_text(text: str) -> None:
+            window.acquire()
+            try:
+                participant.tell(m.Frame(text))
+            except pykka.ActorDeadError:
+                conn.close(1001, "hub stopped")
+
+        code, reason = conn.run(on_text)
+        try:
+            participant.tell(m.Ended(code, reason))
+        except pykka.ActorDeadError:
+            return
+        participant.stop(block=True)
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection with 1001, run ``on_leave(..., HubStopped())`` once per member,
+        stop every actor. A second call does nothing. From inside a hook, it runs in the
+        background (an actor cannot wait for itself)."""
+        if not self._ref.is_alive():
+            return
+        if GeventActor.in_actor():
+            gevent.spawn(self.stop, timeout)
+            return
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.01)
+
+        try:
+            closing, rooms, participants = self._ref.ask(m.StopHub(), timeout=left())
+        except (pykka.ActorDeadError, HubStopped):
+            return
+        hooks: list[gevent.Greenlet[Any, Any]] = []
+        for future in closing:
+            try:
+                hooks.extend(future.get(timeout=left()))
+            except Exception:  # noqa: BLE001 -- a room that fails to close is stopped below
+                logger.exception("a room failed to close")
+        current = gevent.getcurrent()
+        gevent.joinall([g for g in hooks if g is not current], timeout=left())
+        while any(p.is_alive() for p in participants) and time.monotonic() < deadline:
+            gevent.sleep(0.005)
+        for ref in [*participants, *rooms]:
+            ref.stop(block=False)
+        for ref in rooms:
+            ref.stop(block=True, timeout=left())
+        self._ref.stop(block=True, timeout=left())
