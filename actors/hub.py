@@ -138,4 +138,3 @@ class HubActor(GeventActor):
         for ref in self._participants:
             ref.tell(m.Shutdown())
         return closing, rooms, list(self._participants)
-

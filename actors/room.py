@@ -193,7 +193,9 @@ class RoomActor(GeventActor):
 
     def _leave(self, leave: Leave | None) -> None:
         if leave is not None:
-            greenlet = spawn_hook("on_leave", self.hooks.on_leave, self.room, leave.pid, leave.reason)
+            greenlet = spawn_hook(
+                "on_leave", self.hooks.on_leave, self.room, leave.pid, leave.reason
+            )
             self._hooks_running = [g for g in self._hooks_running if not g.dead]
             self._hooks_running.append(greenlet)
         if self.state.is_empty and not self.state.closed:

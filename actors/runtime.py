@@ -112,7 +112,7 @@ class GeventActor(pykka.Actor):
             raise
         except GreenletExit:
             raise
-        except BaseException as exc:  # noqa: BLE001 -- see ActorCrashed
+        except BaseException as exc:
             logger.exception("%r escaped %s; only this message fails", exc, self)
             raise ActorCrashed(repr(exc)) from exc
 

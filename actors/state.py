@@ -134,7 +134,9 @@ class RoomState(Generic[C]):
         self._next_gen += 1
         member = self.members.get(pid)
         if member is None:
-            member = Member(pid, self._next_gen, conn, OfflineQueue(self.policy.max_queued_per_conn))
+            member = Member(
+                pid, self._next_gen, conn, OfflineQueue(self.policy.max_queued_per_conn)
+            )
             self.members[pid] = member
             return JoinTicket(member.gen, reconnect=False)
         replaced = member.conn

@@ -29,9 +29,7 @@ class Outbox:
     def push(self, frame: str) -> bool:
         """Add a frame; False (and nothing added) when it would pass a bound."""
         frames = self._frames
-        if frames and (
-            len(frames) >= self.max_messages or self.size + len(frame) > self.max_bytes
-        ):
+        if frames and (len(frames) >= self.max_messages or self.size + len(frame) > self.max_bytes):
             return False
         frames.append(frame)
         self.size += len(frame)

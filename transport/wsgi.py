@@ -30,7 +30,12 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
-_STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 426: "Upgrade Required", 503: "Service Unavailable"}
+_STATUS_TEXT = {
+    400: "Bad Request",
+    403: "Forbidden",
+    426: "Upgrade Required",
+    503: "Service Unavailable",
+}
 
 
 def refusal(exc: WsroomError) -> tuple[int, str, list[tuple[str, str]]]:
@@ -68,7 +73,11 @@ def make_handler(
             body = f"{text}\n".encode()
             start_response(
                 f"{status} {_STATUS_TEXT.get(status, 'Error')}",
-                [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *headers],
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                    *headers,
+                ],
             )
             return [body]
         # The 101 went out on the socket itself; the server must write nothing more.

@@ -35,9 +35,7 @@ def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=False)
     converter.register_structure_hook(str, _strict_str)
     # Keep the payload by identity: walking an ``Any`` payload costs 40x a plain dict.
-    converter.register_unstructure_hook(
-        Envelope, lambda e: {"type": e.type, "payload": e.payload}
-    )
+    converter.register_unstructure_hook(Envelope, lambda e: {"type": e.type, "payload": e.payload})
     return converter
 
 

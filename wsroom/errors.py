@@ -21,7 +21,9 @@ __all__ = [
 
 
 # RFC 6455 §7.4: the codes an endpoint may put in a close frame below the private range.
-_SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+_SENDABLE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
 
 
 class WsroomError(Exception):

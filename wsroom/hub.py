@@ -27,7 +27,15 @@ from .errors import (
     RoomNotFound,
 )
 from .hooks import HookSet, Resolver
-from .types import BroadcastReport, Delivery, Identity, ParticipantID, Presence, ReconnectPolicy, RoomID
+from .types import (
+    BroadcastReport,
+    Delivery,
+    Identity,
+    ParticipantID,
+    Presence,
+    ReconnectPolicy,
+    RoomID,
+)
 
 __all__ = ["Hub", "HubOptions", "new_hub"]
 
@@ -101,7 +109,9 @@ class Hub:
 
     # -- the API -------------------------------------------------------------------------
 
-    def send_to(self, room: RoomID | str, participant: ParticipantID | str, envelope: Envelope) -> Delivery:
+    def send_to(
+        self, room: RoomID | str, participant: ParticipantID | str, envelope: Envelope
+    ) -> Delivery:
         """Deliver ``envelope`` to one member: ``SENT`` to a live connection, ``QUEUED`` if offline."""
         frame = Encoded(encode(envelope))
         return self._call(lambda: self.proxy.send_to(room, participant, frame))  # type: ignore[no-any-return]
@@ -164,9 +174,13 @@ class Hub:
         environ["wsroom.upgraded"] = True
         self._serve(conn, RoomID(room), ParticipantID(pid), identity)
 
-    def _serve(self, conn: Connection, room: RoomID, pid: ParticipantID, identity: Identity) -> None:
+    def _serve(
+        self, conn: Connection, room: RoomID, pid: ParticipantID, identity: Identity
+    ) -> None:
         window = gevent.lock.Semaphore(INBOUND_WINDOW)
-        participant = ParticipantActor.start(self._ref, self.hooks, room, pid, identity, conn, window)
+        participant = ParticipantActor.start(
+            self._ref, self.hooks, room, pid, identity, conn, window
+        )
         try:
             self._ref.tell(m.ParticipantStarted(participant))
             participant.tell(m.Start())
@@ -211,7 +225,7 @@ class Hub:
         for future in closing:
             try:
                 hooks.extend(future.get(timeout=left()))
-            except Exception:  # noqa: BLE001 -- a room that fails to close is stopped below
+            except Exception:
                 logger.exception("a room failed to close")
         current = gevent.getcurrent()
         gevent.joinall([g for g in hooks if g is not current], timeout=left())
