@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from .static import client_js, client_js_app
 from .wsgi import UpgradeAwareHandler, make_handler, serve
 
-__all__ = ["UpgradeAwareHandler", "make_handler", "serve"]
+__all__ = ["UpgradeAwareHandler", "client_js", "client_js_app", "make_handler", "serve"]
