@@ -58,7 +58,7 @@ class StopHub:
 
 @attrs.frozen
 class BeginJoin:
-    """Ask: a connection for ``pid`` is upgraded; answer a ``JoinTicket`` or raise ``RoomIsGone``."""
+    """Ask: ``pid`` has a new connection; answer a ``JoinTicket``, or raise ``RoomIsGone``."""
 
     pid: ParticipantID
     conn: Any
@@ -66,7 +66,7 @@ class BeginJoin:
 
 @attrs.frozen
 class CompleteJoin:
-    """Ask: ``on_join`` returned; answer None, or the ``LeaveReason`` if the room closed meanwhile."""
+    """Ask: ``on_join`` returned; answer None, or the ``LeaveReason`` if the room closed."""
 
     pid: ParticipantID
     gen: int

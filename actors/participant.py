@@ -99,11 +99,12 @@ class ParticipantActor(GeventActor):
     def _begin_join(self) -> JoinTicket[Any]:
         for _ in range(_JOIN_ATTEMPTS):
             try:
-                self._room_ref = self.hub.ask(m.OpenRoom(self.room))
+                room_ref: pykka.ActorRef[Any] = self.hub.ask(m.OpenRoom(self.room))  # type: ignore[assignment]
+                self._room_ref = room_ref
             except pykka.ActorDeadError:
                 raise HubStopped() from None
             try:
-                ticket: JoinTicket[Any] = self._room_ref.ask(m.BeginJoin(self.pid, self.conn))
+                ticket: JoinTicket[Any] = room_ref.ask(m.BeginJoin(self.pid, self.conn))  # type: ignore[assignment]
             except (m.RoomIsGone, pykka.ActorDeadError):
                 continue  # reaped between the two asks; the hub makes a new one
             return ticket

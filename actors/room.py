@@ -139,8 +139,8 @@ class RoomActor(GeventActor):
         if not self.state.has_members:
             raise RoomNotFound()
         target = self.state.route(msg.pid, msg.frame)
-        if target is Delivery.QUEUED:
-            return Delivery.QUEUED
+        if isinstance(target, Delivery):
+            return target
         if target.push(msg.frame):
             return Delivery.SENT
         self._slow_consumer(msg.pid, target)

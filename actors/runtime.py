@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import sys
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import gevent
 import gevent.event
@@ -94,7 +94,7 @@ class GeventActor(pykka.Actor):
     @staticmethod
     def _create_actor_inbox() -> ActorInbox:
         inbox: gevent.queue.SimpleQueue[Any] = gevent.queue.SimpleQueue()
-        return inbox  # type: ignore[return-value]
+        return cast("ActorInbox", inbox)
 
     @staticmethod
     def _create_future() -> pykka.Future[Any]:
@@ -103,7 +103,7 @@ class GeventActor(pykka.Actor):
     def _start_actor_loop(self) -> None:
         self._greenlet = gevent.spawn(self._actor_loop)
         self._greenlet.name = f"{type(self).__name__}-loop"
-        self._greenlet.wsroom_actor = True  # type: ignore[attr-defined]
+        self._greenlet.wsroom_actor = True
 
     def _handle_receive(self, message: Any) -> Any:
         try:

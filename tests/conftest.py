@@ -20,9 +20,9 @@ from urllib.parse import parse_qs  # noqa: E402
 import gevent  # noqa: E402
 import pytest  # noqa: E402
 import websocket  # noqa: E402
+from wsroom.transport import make_handler, serve  # noqa: E402
 
 import wsroom  # noqa: E402
-from wsroom.transport import make_handler, serve  # noqa: E402
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
@@ -107,9 +107,11 @@ class Live:
         before = sum(1 for jc in self.hooks.joins if jc.participant == user and jc.room == room)
         ws = self.connect(room, user, **kw)
         wait_until(
-            lambda: sum(1 for jc in self.hooks.joins if jc.participant == user and jc.room == room)
-            > before
-            and user in _members(self.hub, room),
+            lambda: (
+                sum(1 for jc in self.hooks.joins if jc.participant == user and jc.room == room)
+                > before
+                and user in _members(self.hub, room)
+            ),
             what=f"{user} to join {room}",
         )
         return ws

@@ -21,7 +21,9 @@ def test_the_proxy_answers_with_futures_of_the_same_values(make_live) -> None:
     assert isinstance(future, pykka.Future)
     assert future.get(timeout=5) is wsroom.Delivery.SENT
     assert recv_json(alice) == {"type": "p", "payload": 1}
-    assert proxy.broadcast("r", Envelope("b", 2), ["zed"]).get(timeout=5) == wsroom.BroadcastReport(1, 0, ())
+    assert proxy.broadcast("r", Envelope("b", 2), ["zed"]).get(timeout=5) == wsroom.BroadcastReport(
+        1, 0, ()
+    )
     assert recv_json(alice)["payload"] == 2
     assert proxy.rooms().get(timeout=5) == ["r"]
     assert proxy.members("r").get(timeout=5) == {"alice": Presence.ONLINE}

@@ -52,7 +52,9 @@ def test_a_second_connection_replaces_the_first_with_4001(make_live) -> None:
 
 def test_offline_members_get_sends_queued_and_flushed_in_order_after_on_join(make_live) -> None:
     live: Live = make_live(grace=30.0, queued=8)
-    live.hooks.join_fn = lambda jc, client: client.send(env("welcome-back" if jc.reconnect else "hi", "join"))
+    live.hooks.join_fn = lambda jc, client: client.send(
+        env("welcome-back" if jc.reconnect else "hi", "join")
+    )
     ws = live.join("r", "alice")
     assert recv_json(ws)["type"] == "join"
     go_offline(live, ws, "r", "alice")

@@ -7,7 +7,9 @@ import wsroom
 
 def test_join_message_broadcast_and_leave(make_live) -> None:
     live: Live = make_live(grace=0.0)
-    live.hooks.message_fn = lambda room, p, env: live.hub.broadcast(room, wsroom.Envelope("echo", env.payload))
+    live.hooks.message_fn = lambda room, p, env: live.hub.broadcast(
+        room, wsroom.Envelope("echo", env.payload)
+    )
     a = live.join("r1", "alice")
     b = live.join("r1", "bob")
     send_json(a, "say", {"text": "hi"})

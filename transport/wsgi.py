@@ -50,7 +50,7 @@ def refusal(exc: WsroomError) -> tuple[int, str, list[tuple[str, str]]]:
 
 
 def _value(source: T | Callable[[Environ], T], environ: Environ) -> T:
-    return source(environ) if callable(source) else source  # type: ignore[return-value]
+    return source(environ) if callable(source) else source
 
 
 def make_handler(

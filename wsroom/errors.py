@@ -133,7 +133,7 @@ class RoomClosed(LeaveReason):
 
 
 class HubStopped(LeaveReason):
-    """The hub is stopped: raised by calls on a stopped hub, and passed to ``on_leave`` by ``stop``."""
+    """The hub is stopped: raised by calls after ``stop``, and passed to ``on_leave`` by it."""
 
     def __str__(self) -> str:
         return "wsroom: hub stopped"

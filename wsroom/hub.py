@@ -112,7 +112,7 @@ class Hub:
     def send_to(
         self, room: RoomID | str, participant: ParticipantID | str, envelope: Envelope
     ) -> Delivery:
-        """Deliver ``envelope`` to one member: ``SENT`` to a live connection, ``QUEUED`` if offline."""
+        """Deliver ``envelope`` to one member: ``SENT`` if live, ``QUEUED`` if offline."""
         frame = Encoded(encode(envelope))
         return self._call(lambda: self.proxy.send_to(room, participant, frame))  # type: ignore[no-any-return]
 
@@ -188,10 +188,15 @@ class Hub:
             conn.close(1001, "hub stopped")
 
         def on_text(text: str) -> None:
-            window.acquire()
+            # Wait for room in the window, unless the actor is gone (the hub stopped): then the
+            # frame has nobody to go to.
+            while not window.acquire(timeout=0.5):
+                if not participant.is_alive():
+                    return
             try:
                 participant.tell(m.Frame(text))
             except pykka.ActorDeadError:
+                window.release()
                 conn.close(1001, "hub stopped")
 
         code, reason = conn.run(on_text)
@@ -218,9 +223,12 @@ class Hub:
             return max(deadline - time.monotonic(), 0.01)
 
         try:
-            closing, rooms, participants = self._ref.ask(m.StopHub(), timeout=left())
+            answer: tuple[list[Any], list[Any], list[Any]] = self._ref.ask(  # type: ignore[assignment]
+                m.StopHub(), timeout=left()
+            )
         except (pykka.ActorDeadError, HubStopped):
             return
+        closing, rooms, participants = answer
         hooks: list[gevent.Greenlet[Any, Any]] = []
         for future in closing:
             try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import NewType
+from typing import Any, NewType
 
 import attrs
 
@@ -40,7 +40,7 @@ class JoinContext:
     reconnect: bool
 
 
-def _non_negative(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value < 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
