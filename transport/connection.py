@@ -207,7 +207,9 @@ class Connection:
                 if isinstance(event, TextMessage):
                     if self._closing is not None:
                         continue
-                    size += len(event.data)
+                    # The limit is in bytes on the wire, not characters of the decoded text.
+                    chunk = event.data
+                    size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))
                     if max_size and size > max_size:
                         self.close(1009, "message too big")
                         parts.clear()
