@@ -56,6 +56,14 @@ class ParticipantActor(GeventActor):
         self._member = False  # on_join returned and the room took us
 
     def on_receive(self, message: Any) -> Any:
+        try:
+            self._dispatch(message)
+        except Exception:
+            # Hooks are already fenced; this is a bug of ours. Close rather than die silently.
+            logger.exception("participant %r of room %r failed on %r", self.pid, self.room, message)
+            self.conn.close(1011, "internal error")
+
+    def _dispatch(self, message: Any) -> None:
         if isinstance(message, m.Frame):
             self.window.release()
             if self._member and not self.conn.closing:
@@ -66,7 +74,6 @@ class ParticipantActor(GeventActor):
             self._ended(message)
         elif isinstance(message, m.Shutdown):
             self.conn.close(1001, "hub stopped")
-        return None
 
     # -- join -----------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ __all__ = ["RoomActor"]
 logger = logging.getLogger("wsroom.actors")
 
 _SLOW = (4008, "slow consumer")
+_TELLS = frozenset({m.FailJoin, m.Disconnect, m.Expire})
 
 
 class RoomActor(GeventActor):
@@ -56,7 +57,15 @@ class RoomActor(GeventActor):
         }
 
     def on_receive(self, message: Any) -> Any:
-        return self._handlers[type(message)](message)
+        handler = self._handlers[type(message)]
+        if type(message) not in _TELLS:
+            return handler(message)  # an ask: the caller gets any exception
+        try:
+            return handler(message)
+        except Exception:
+            # pykka stops an actor whose tell raised; one bad event must not end a room.
+            logger.exception("room %r failed to handle %r", self.room, message)
+            return None
 
     # -- joins ----------------------------------------------------------------------------
 

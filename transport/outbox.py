@@ -13,7 +13,7 @@ class Outbox:
     ``push`` refuses a frame that would pass either bound, so a stalled reader costs at most
     the bounds. An empty outbox always takes one frame, so one envelope larger than
     ``max_bytes`` is still delivered whole. Sizes are counted in characters of the encoded
-    text, which equals bytes for ASCII JSON.
+    text in UTF-8 (free for ASCII text, whose length is its size).
     """
 
     __slots__ = ("_frames", "max_bytes", "max_messages", "size")
@@ -29,10 +29,11 @@ class Outbox:
     def push(self, frame: str) -> bool:
         """Add a frame; False (and nothing added) when it would pass a bound."""
         frames = self._frames
-        if frames and (len(frames) >= self.max_messages or self.size + len(frame) > self.max_bytes):
+        size = _utf8_size(frame)
+        if frames and (len(frames) >= self.max_messages or self.size + size > self.max_bytes):
             return False
         frames.append(frame)
-        self.size += len(frame)
+        self.size += size
         return True
 
     def pop(self) -> str | None:
@@ -40,7 +41,7 @@ class Outbox:
         if not self._frames:
             return None
         frame = self._frames.popleft()
-        self.size -= len(frame)
+        self.size -= _utf8_size(frame)
         return frame
 
     def take_all(self) -> list[str]:
@@ -52,3 +53,8 @@ class Outbox:
 
     def __len__(self) -> int:
         return len(self._frames)
+
+
+def _utf8_size(frame: str) -> int:
+    # str.isascii() is O(1) in CPython; only non-ASCII text pays for an encode.
+    return len(frame) if frame.isascii() else len(frame.encode())

@@ -46,9 +46,11 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=F
 def decode(text: str | bytes) -> Envelope:
     """Parse one inbound frame; raise ``BadEnvelope`` saying where and why it is wrong."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadEnvelope(f"invalid JSON: {exc} @ $") from None
+    except RecursionError:
+        raise BadEnvelope("invalid JSON: nested too deeply @ $") from None
     if not isinstance(obj, dict):
         raise BadEnvelope(f"expected a JSON object, got {_json_kind(obj)} @ $")
     try:
@@ -60,6 +62,10 @@ def decode(text: str | bytes) -> Envelope:
     if envelope.type.startswith(RESERVED_PREFIX):
         raise BadEnvelope(f"type {envelope.type!r} is reserved for the hub @ $.type")
     return envelope
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def encode(envelope: Envelope) -> str:

@@ -97,14 +97,6 @@ def test_size_stays_consistent_after_mixed_operations() -> None:
         assert len(box) == len(pushed) <= 4
 
 
-@pytest.mark.xfail(
-    reason=(
-        "Outbox counts str characters, not bytes: frames are encoded with ensure_ascii=False, "
-        "so non-ASCII text takes 2-4 UTF-8 bytes per character on the wire and "
-        "outbox_max_bytes is exceeded up to 4x"
-    ),
-    strict=True,
-)
 def test_byte_bound_counts_utf8_bytes() -> None:
     box = Outbox(100, 10)
     assert box.push("a")
