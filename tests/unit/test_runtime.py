@@ -1,0 +1,221 @@
+"""The pykka runtime on gevent: asks, tells, futures, and failures that stay local."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import gevent
+import gevent.event
+import pykka
+import pytest
+from wsroom.actors.runtime import ActorCrashed, GeventActor, GeventFuture
+
+
+class Echo(GeventActor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Any] = []
+
+    def on_receive(self, message: Any) -> Any:
+        kind = message.get("kind") if isinstance(message, dict) else None
+        if kind == "boom":
+            raise ValueError("boom")
+        if kind == "timeout":
+            raise gevent.Timeout()
+        if kind == "sleep":
+            gevent.sleep(message["seconds"])
+            return "slept"
+        if kind == "forward":
+            # answer with another actor's future instead of waiting on it
+            return message["to"].ask(message["message"], block=False)
+        if kind == "seen":
+            return list(self.seen)
+        self.seen.append(message)
+        return ("echo", message)
+
+    def add(self, a: int, b: int) -> int:
+        return a + b
+
+    def in_actor_now(self) -> bool:
+        return self.in_actor()
+
+    def loop(self) -> gevent.Greenlet[Any, Any]:
+        return self.greenlet
+
+
+@pytest.fixture
+def actors() -> Iterator[list[pykka.ActorRef[Any]]]:
+    started: list[pykka.ActorRef[Any]] = []
+    yield started
+    for ref in started:
+        if ref.is_alive():
+            ref.stop(timeout=2)
+
+
+def start(actors: list[pykka.ActorRef[Any]]) -> pykka.ActorRef[Any]:
+    ref = Echo.start()
+    actors.append(ref)
+    return ref
+
+
+def test_ask_round_trip(actors: list[pykka.ActorRef[Any]]) -> None:
+    ref = start(actors)
+    assert ref.ask("hi", timeout=2) == ("echo", "hi")
+    future = ref.ask({"x": 1}, block=False)
+    assert isinstance(future, GeventFuture)
+    assert future.get(timeout=2) == ("echo", {"x": 1})
+    assert future.ready()
+
+
+def test_tells_are_handled_in_order(actors: list[pykka.ActorRef[Any]]) -> None:
+    ref = start(actors)
+    for i in range(50):
+        ref.tell(i)
+    assert ref.ask({"kind": "seen"}, timeout=2) == list(range(50))
+
+
+def test_proxy_calls(actors: list[pykka.ActorRef[Any]]) -> None:
+    ref = start(actors)
+    proxy = ref.proxy()
+    assert proxy.add(2, 3).get(timeout=2) == 5
+    assert proxy.in_actor_now().get(timeout=2) is True
+    assert GeventActor.in_actor() is False
+
+
+def test_actor_loop_is_a_greenlet(actors: list[pykka.ActorRef[Any]]) -> None:
+    ref = start(actors)
+    loop = ref.proxy().loop().get(timeout=2)
+    assert isinstance(loop, gevent.Greenlet)
+    assert loop is not gevent.getcurrent()
+    assert not loop.dead
+    ref.stop(timeout=2)
+    loop.join(timeout=2)
+    assert loop.dead
+
+
+def test_future_answered_with_a_future_unwraps(actors: list[pykka.ActorRef[Any]]) -> None:
+    front = start(actors)
+    back = start(actors)
+    answer = front.ask({"kind": "forward", "to": back, "message": "deep"}, timeout=2)
+    assert answer == ("echo", "deep")
+    # and through two levels
+    answer = front.ask(
+        {
+            "kind": "forward",
+            "to": back,
+            "message": {"kind": "forward", "to": front, "message": "deeper"},
+        },
+        timeout=2,
+    )
+    assert answer == ("echo", "deeper")
+
+
+def test_future_holding_a_future_unwraps_on_get() -> None:
+    inner: GeventFuture[Any] = GeventFuture()
+    outer: GeventFuture[Any] = GeventFuture()
+    outer.set(inner)
+    gevent.spawn_later(0.01, inner.set, 42)
+    assert outer.get(timeout=2) == 42
+
+
+def test_get_timeout_raises_pykka_timeout() -> None:
+    future: GeventFuture[Any] = GeventFuture()
+    with pytest.raises(pykka.Timeout):
+        future.get(timeout=0.01)
+    assert not future.ready()
+    future.set("late")
+    assert future.get(timeout=0) == "late"
+
+
+def test_ask_timeout_raises_pykka_timeout(actors: list[pykka.ActorRef[Any]]) -> None:
+    ref = start(actors)
+    with pytest.raises(pykka.Timeout):
+        ref.ask({"kind": "sleep", "seconds": 0.1}, timeout=0.02)
+    assert ref.ask("after", timeout=2) == ("echo", "after")
+
+
+def test_future_exception_is_raised_by_get() -> None:
+    future: GeventFuture[Any] = GeventFuture()
+    try:
+        raise KeyError("k")
+    except KeyError:
+        future.set_exception()
+    with pytest.raises(KeyError):
+        future.get(timeout=1)
+    assert future.ready()
+
+
+def test_future_set_twice_is_refused() -> None:
+    import queue
+
+    future: GeventFuture[Any] = GeventFuture()
+    future.set(1)
+    with pytest.raises(queue.Full):
+        future.set(2)
+    assert future.get(timeout=1) == 1
+
+
+def test_future_combinators_work() -> None:
+    a: GeventFuture[int] = GeventFuture()
+    b: GeventFuture[int] = GeventFuture()
+    a.set(1)
+    b.set(2)
+    assert pykka.get_all([a, b], timeout=1) == [1, 2]
+    c: GeventFuture[int] = GeventFuture()
+    c.set(20)
+    assert c.map(lambda v: v + 1).get(timeout=1) == 21
+
+
+def test_ordinary_exception_reaches_the_caller_and_actor_lives(
+    actors: list[pykka.ActorRef[Any]],
+) -> None:
+    ref = start(actors)
+    with pytest.raises(ValueError, match="boom"):
+        ref.ask({"kind": "boom"}, timeout=2)
+    assert ref.is_alive()
+    assert ref.ask("still here", timeout=2) == ("echo", "still here")
+
+
+def test_base_exception_in_one_actor_does_not_stop_others(
+    actors: list[pykka.ActorRef[Any]],
+) -> None:
+    crashing = start(actors)
+    other = start(actors)
+    with pytest.raises(ActorCrashed) as info:
+        crashing.ask({"kind": "timeout"}, timeout=2)
+    assert isinstance(info.value, RuntimeError)
+    assert isinstance(info.value.__cause__, gevent.Timeout)
+    assert other.is_alive()
+    assert other.ask("still answering", timeout=2) == ("echo", "still answering")
+    # only that one message failed: the actor itself keeps working too
+    assert crashing.is_alive()
+    assert crashing.ask("again", timeout=2) == ("echo", "again")
+
+
+def test_base_exception_in_a_tell_does_not_stop_others(
+    actors: list[pykka.ActorRef[Any]],
+) -> None:
+    crashing = start(actors)
+    other = start(actors)
+    crashing.tell({"kind": "timeout"})
+    gevent.sleep(0.01)
+    assert other.is_alive()
+    assert other.ask("fine", timeout=2) == ("echo", "fine")
+
+
+def test_many_actors_interleave_cooperatively(actors: list[pykka.ActorRef[Any]]) -> None:
+    refs = [start(actors) for _ in range(20)]
+    futures = [ref.ask({"kind": "sleep", "seconds": 0.05}, block=False) for ref in refs]
+    with gevent.Timeout(0.5):  # 20 x 50 ms serially would take a second
+        assert pykka.get_all(futures, timeout=2) == ["slept"] * 20
+
+
+def test_stopped_actor_refuses_messages(actors: list[pykka.ActorRef[Any]]) -> None:
+    ref = start(actors)
+    ref.stop(timeout=2)
+    assert not ref.is_alive()
+    with pytest.raises(pykka.ActorDeadError):
+        ref.ask("late", timeout=1)
+    with pytest.raises(pykka.ActorDeadError):
+        ref.tell("late")
