@@ -6,9 +6,9 @@ import base64
 from typing import Any
 
 import pytest
-from wsroom.transport.handshake import check_upgrade, origin_allowed
 
 from wsroom.errors import HandshakeRejected, WsroomError
+from wsroom.transport.handshake import check_upgrade, origin_allowed
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 

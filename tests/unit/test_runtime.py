@@ -9,6 +9,7 @@ import gevent
 import gevent.event
 import pykka
 import pytest
+
 from wsroom.actors.runtime import ActorCrashed, GeventActor, GeventFuture
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
-from wsroom.actors.state import JoinTicket, Leave, RoomState
 
+from wsroom.actors.state import JoinTicket, Leave, RoomState
 from wsroom.errors import (
     Disconnected,
     GraceExpired,

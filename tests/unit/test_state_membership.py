@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from wsroom.actors.state import JoinTicket, Leave, RoomState
 
+from wsroom.actors.state import JoinTicket, Leave, RoomState
 from wsroom.errors import (
     Disconnected,
     ParticipantNotFound,
