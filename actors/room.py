@@ -11,6 +11,7 @@ import pykka
 
 from wsroom.errors import ParticipantOffline, RoomNotFound
 from wsroom.hooks import HookSet
+from wsroom.transport.frames import OutFrame
 from wsroom.types import BroadcastReport, Delivery, ParticipantID, Presence, ReconnectPolicy, RoomID
 
 from . import messages as m
@@ -147,13 +148,14 @@ class RoomActor(GeventActor):
     def _send_to(self, msg: m.SendTo) -> Delivery:
         if not self.state.has_members:
             raise RoomNotFound()
-        target = self.state.route(msg.pid, msg.frame)
+        frame = OutFrame(msg.frame)
+        target = self.state.route(msg.pid, frame)
         if isinstance(target, Delivery):
             return target
-        if target.push(msg.frame):
+        if target.push(frame):
             return Delivery.SENT
         self._slow_consumer(msg.pid, target)
-        queued = self.state.route(msg.pid, msg.frame)
+        queued = self.state.route(msg.pid, frame)
         if queued is not Delivery.QUEUED:  # pragma: no cover - the member is offline now
             raise ParticipantOffline()
         return Delivery.QUEUED
@@ -162,7 +164,7 @@ class RoomActor(GeventActor):
         state = self.state
         if not state.has_members:
             raise RoomNotFound()
-        frame = msg.frame
+        frame = OutFrame(msg.frame)  # framed once, the same bytes for every member
         exclude = msg.exclude
         sent = 0
         stalled: list[tuple[ParticipantID, Any]] = []

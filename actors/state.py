@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -27,6 +27,8 @@ __all__ = ["JoinTicket", "Leave", "Member", "OfflineQueue", "RoomState"]
 
 C = TypeVar("C")
 Clock = Callable[[], float]
+Frame = Any
+"""An encoded outbound frame: opaque to the rules here."""
 
 
 class OfflineQueue:
@@ -36,16 +38,16 @@ class OfflineQueue:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._items: deque[str] = deque()
+        self._items: deque[Frame] = deque()
 
-    def offer(self, item: str) -> bool:
+    def offer(self, item: Frame) -> bool:
         """Queue ``item``; False when the queue is full (the item is not kept)."""
         if len(self._items) >= self.limit:
             return False
         self._items.append(item)
         return True
 
-    def extend(self, items: Iterable[str]) -> int:
+    def extend(self, items: Iterable[Frame]) -> int:
         """Queue items in order until full; return how many were kept."""
         kept = 0
         for item in items:
@@ -54,7 +56,7 @@ class OfflineQueue:
             kept += 1
         return kept
 
-    def drain(self) -> list[str]:
+    def drain(self) -> list[Frame]:
         """Take every queued item, oldest first."""
         items = list(self._items)
         self._items.clear()
@@ -63,7 +65,7 @@ class OfflineQueue:
     def __len__(self) -> int:
         return len(self._items)
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[Frame]:
         return iter(self._items)
 
 
@@ -147,7 +149,7 @@ class RoomState(Generic[C]):
         self.live.pop(pid, None)
         return JoinTicket(member.gen, reconnect=member.joined, replaced=replaced)
 
-    def complete_join(self, pid: ParticipantID, gen: int) -> list[str] | None:
+    def complete_join(self, pid: ParticipantID, gen: int) -> list[Frame] | None:
         """``on_join`` returned: the member goes live; return the queue to flush, in order.
 
         None when the join is stale (a newer connection replaced it meanwhile).
@@ -170,7 +172,7 @@ class RoomState(Generic[C]):
         self._remove(member)
         return Leave(pid, reason) if member.joined else None
 
-    def requeue(self, pid: ParticipantID, items: Iterable[str]) -> None:
+    def requeue(self, pid: ParticipantID, items: Iterable[Frame]) -> None:
         """Put frames a dropped or replaced connection never wrote back at the queue's head."""
         member = self.members.get(pid)
         if member is None or not member.joined:
@@ -182,7 +184,7 @@ class RoomState(Generic[C]):
     # -- disconnects and grace ----------------------------------------------------------
 
     def disconnect(
-        self, pid: ParticipantID, gen: int, code: int, reason: str, unsent: Iterable[str] = ()
+        self, pid: ParticipantID, gen: int, code: int, reason: str, unsent: Iterable[Frame] = ()
     ) -> Leave | None:
         """Connection ``gen`` of ``pid`` ended; start its grace period or end the membership.
 
@@ -232,7 +234,7 @@ class RoomState(Generic[C]):
 
     # -- delivery ------------------------------------------------------------------------
 
-    def route(self, pid: ParticipantID, item: str) -> C | Delivery:
+    def route(self, pid: ParticipantID, item: Frame) -> C | Delivery:
         """Where one targeted frame goes: a live connection, or ``QUEUED`` for later.
 
         Raises ``ParticipantNotFound`` for a non-member and ``ParticipantOffline`` when it is
@@ -249,7 +251,7 @@ class RoomState(Generic[C]):
         raise ParticipantOffline()
 
     def queue_for_waiting(
-        self, item: str, exclude: frozenset[ParticipantID]
+        self, item: Frame, exclude: frozenset[ParticipantID]
     ) -> tuple[int, list[ParticipantID]]:
         """Queue a broadcast for members without a live connection: (queued, dropped)."""
         queued = 0

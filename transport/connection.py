@@ -21,6 +21,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from .frames import OutFrame
 from .handshake import ServerSocket
 from .outbox import Outbox
 
@@ -73,9 +74,19 @@ class Connection:
         self._server = ServerSocket(environ, compression=options.compression)
         self._ws = self._server.ws
         self._sock: socket.socket = self._server.sock
-        self.outbox = Outbox(options.outbox_max_messages, options.outbox_max_bytes)
+        self.outbox: Outbox[OutFrame] = Outbox(
+            options.outbox_max_messages, options.outbox_max_bytes, OutFrame.size_of
+        )
         self._control: deque[bytes] = deque()
         self._wake = gevent.event.Event()
+        # Without an extension, the shared pre-built frame bytes go out as they are; with
+        # permessage-deflate each connection must frame (and compress) through wsproto.
+        self._prebuilt = not options.compression
+        # The socket's non-blocking core, for writing in the caller's greenlet when the writer
+        # is idle and nothing is queued: a send that completes costs no greenlet switch.
+        self._raw: Any = getattr(self._sock, "_sock", None) if self._prebuilt else None
+        self._writer_idle = False
+        self._partial: memoryview | None = None  # the rest of a frame the fast path began
         self._closing: tuple[int, str] | None = None  # a close the server asked for
         self._finished = False  # the read side is over: write what is left and shut the socket
         self._abort_timer: Any = None
@@ -83,14 +94,44 @@ class Connection:
 
     # -- the write side -------------------------------------------------------------------
 
-    def push(self, frame: str) -> bool:
-        """Queue one encoded text frame; False when the outbox is full (nothing queued)."""
+    def push(self, frame: OutFrame | str) -> bool:
+        """Deliver one encoded text message; False when the outbox is full (nothing queued).
+
+        When the writer is idle and nothing waits, the frame is written at once without
+        blocking; what the socket does not take now, the writer finishes before anything else.
+        """
+        if type(frame) is str:
+            frame = OutFrame(frame)
+        assert isinstance(frame, OutFrame)
+        if (
+            self._writer_idle
+            and self._raw is not None
+            and self._ws.state is ConnectionState.OPEN
+            and self._partial is None
+            and self._closing is None
+            and not self._finished
+            and not self.outbox
+            and not self._control
+        ):
+            wire = frame.wire
+            try:
+                sent = self._raw.send(wire)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                sent = -1  # broken: let the writer find out and end the connection
+            if sent == len(wire):
+                return True
+            if sent > 0:
+                self._partial = memoryview(wire)[sent:]
+                self._wake.set()
+                return True
         if not self.outbox.push(frame):
             return False
         self._wake.set()
         return True
 
-    def take_unsent(self) -> list[str]:
+    def take_unsent(self) -> list[OutFrame]:
         """Frames queued but not yet written, for the offline queue."""
         return self.outbox.take_all()
 
@@ -130,12 +171,18 @@ class Connection:
         outbox = self.outbox
         control = self._control
         close_sent = False
+        prebuilt = self._prebuilt
         try:
             while True:
+                self._writer_idle = True
                 self._wake.wait()
+                self._writer_idle = False
                 self._wake.clear()
                 while True:
-                    if control:
+                    if self._partial is not None:
+                        rest, self._partial = self._partial, None
+                        sock.sendall(rest)
+                    elif control:
                         sock.sendall(control.popleft())
                     elif self._closing is not None and not close_sent:
                         close_sent = True
@@ -145,7 +192,10 @@ class Connection:
                     elif self._closing is None and ws.state is ConnectionState.OPEN and outbox:
                         frame = outbox.pop()
                         assert frame is not None
-                        sock.sendall(ws.send(TextMessage(frame)))
+                        if prebuilt:
+                            sock.sendall(frame.wire)
+                        else:
+                            sock.sendall(ws.send(TextMessage(frame.text)))
                     else:
                         break
                 if self._finished:
@@ -154,6 +204,7 @@ class Connection:
             logger.debug("writer stopped: %r", exc)
             self._abort()
         finally:
+            self._writer_idle = False
             self._finished = True
 
     # -- the read side --------------------------------------------------------------------
