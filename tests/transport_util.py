@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import struct
+import time
 from typing import Any
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -81,6 +82,7 @@ class RawWS:
         self.sock.settimeout(timeout)
         self.sock.connect(("127.0.0.1", port))
         self.buf = b""
+        self.pause = 0.0  # seconds to wait after each recv: a slow reader
         lines = [f"GET {path} HTTP/1.1"]
         lines += [f"{k}: {v}" for k, v in (headers or upgrade_headers(port)).items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -101,6 +103,8 @@ class RawWS:
             if not data:
                 raise ConnectionError("connection closed by the server")
             self.buf += data
+            if self.pause:
+                time.sleep(self.pause)  # cooperative in the (monkey-patched) test process
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 
