@@ -1,0 +1,371 @@
+// The load generator: many WebSocket clients in one Node process (pinned to its own core by
+// run.py), driving one scenario against one server and printing one JSON result.
+//
+//   node loadgen.js --proto plain|sio --port N --scenario fanout|idle|echo|stall [options]
+//
+// proto "plain" speaks the JSON envelope protocol of wsroom_server.py and floor_server.py.
+// proto "sio" speaks socket.io (protocol 5 over engine.io 4) on a raw `ws` socket: the same
+// frames socket.io-client sends on its websocket transport, without the client library's
+// per-message overhead, so that the generator is not the bottleneck; `--scenario check`
+// proves the servers answer the real socket.io-client.
+//
+// Talking to run.py: a line "@rss <label>" asks it to sample the server's RSS, and the
+// generator waits for one line on stdin before going on; the last line is "@result <json>".
+'use strict';
+
+const WebSocket = require('ws');
+const readline = require('readline');
+
+// -- arguments -------------------------------------------------------------------------------
+const args = {};
+for (let i = 2; i < process.argv.length; i++) {
+  const a = process.argv[i];
+  if (a.startsWith('--')) {
+    const next = process.argv[i + 1];
+    if (next === undefined || next.startsWith('--')) args[a.slice(2)] = true;
+    else { args[a.slice(2)] = next; i++; }
+  }
+}
+const num = (k, d) => (args[k] === undefined ? d : Number(args[k]));
+const PROTO = args.proto || 'plain';
+const PORT = num('port', 8080);
+const SCENARIO = args.scenario || 'fanout';
+
+const now = () => performance.now();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// -- run.py handshake -----------------------------------------------------------------------
+const stdinLines = [];
+let stdinWaiter = null;
+readline.createInterface({ input: process.stdin }).on('line', (l) => {
+  if (stdinWaiter) { const w = stdinWaiter; stdinWaiter = null; w(l); } else stdinLines.push(l);
+});
+function sampleRss(label) {
+  process.stdout.write(`@rss ${label}\n`);
+  if (stdinLines.length) return Promise.resolve(stdinLines.shift());
+  return new Promise((r) => { stdinWaiter = r; });
+}
+function log(msg) { process.stderr.write(`[loadgen] ${msg}\n`); }
+
+// -- clients ---------------------------------------------------------------------------------
+// Each client calls onEvent(type, payload) for every envelope / socket.io event it receives.
+const WS_OPTS = { perMessageDeflate: false, skipUTF8Validation: true, maxPayload: 64 << 20 };
+
+class Client {
+  constructor(id, onEvent) {
+    this.id = id;
+    this.onEvent = onEvent;
+    this.joined = false;
+    this.closeCode = null;
+    const url = PROTO === 'sio'
+      ? `ws://127.0.0.1:${PORT}/socket.io/?EIO=4&transport=websocket`
+      : `ws://127.0.0.1:${PORT}/ws?id=${id}`;
+    this.ready = new Promise((resolve, reject) => {
+      this._resolve = resolve;
+      this._reject = reject;
+    });
+    this.ws = new WebSocket(url, WS_OPTS);
+    this.ws.on('message', (data) => this._message(data.toString()));
+    this.ws.on('error', (e) => { if (!this.joined) this._reject(e); });
+    this.ws.on('close', (code) => {
+      this.closeCode = code;
+      if (!this.joined) this._reject(new Error(`closed ${code} before joining`));
+    });
+  }
+
+  _message(s) {
+    if (PROTO === 'plain') {
+      const env = JSON.parse(s);
+      this._event(env.type, env.payload);
+      return;
+    }
+    // engine.io packet type is the first character; socket.io packet type the second.
+    const eio = s.charCodeAt(0);
+    if (eio === 52 /* '4' message */) {
+      const sio = s.charCodeAt(1);
+      if (sio === 50 /* '2' EVENT */) {
+        const arr = JSON.parse(s.slice(2));
+        this._event(arr[0], arr[1]);
+      } else if (sio === 48 /* '0' CONNECT ack */) {
+        this.ws.send('42["join"]');
+      }
+    } else if (eio === 50 /* '2' ping */) {
+      this.ws.send('3');
+    } else if (eio === 48 /* '0' open */) {
+      this.ws.send('40');
+    }
+  }
+
+  _event(type, payload) {
+    if (type === 'joined') {
+      this.joined = true;
+      this._resolve(this);
+      return;
+    }
+    this.onEvent(type, payload);
+  }
+
+  send(type, payload) {
+    if (PROTO === 'sio') this.ws.send('42' + JSON.stringify([type, payload]));
+    else this.ws.send(JSON.stringify({ type, payload }));
+  }
+
+  stall() { this.ws._socket.pause(); }
+
+  close() { try { this.ws.terminate(); } catch (e) { /* already gone */ } }
+}
+
+// Open `n` clients, `parallel` handshakes at a time; ids from `base`.
+async function connectMany(n, base, onEvent, parallel = 100) {
+  const clients = new Array(n);
+  let next = 0;
+  let failed = 0;
+  async function worker() {
+    while (next < n) {
+      const i = next++;
+      const c = new Client(base + i, onEvent);
+      const timer = setTimeout(() => c._reject(new Error('join timeout')), 30000);
+      try { clients[i] = await c.ready; } catch (e) {
+        failed++;
+        if (failed <= 3) log(`client ${base + i}: ${e.message}`);
+        c.close();
+      } finally { clearTimeout(timer); }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(parallel, n) }, worker));
+  return { clients: clients.filter(Boolean), failed };
+}
+
+// -- statistics ------------------------------------------------------------------------------
+function pct(sorted, p) {
+  if (!sorted.length) return null;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i];
+}
+const r2 = (x) => (x === null ? null : Math.round(x * 100) / 100);
+
+// A stream of `count` numbered broadcasts into `receivers`, tracking order and latency.
+class Stream {
+  constructor(receivers, count) {
+    this.count = count;
+    this.expected = receivers * count;
+    this.lat = new Float64Array(this.expected);
+    this.n = 0;
+    this.outOfOrder = 0;
+    this.duplicates = 0;
+    this.last = new Map();
+    this.firstSend = null;
+    this.lastDelivery = null;
+    this.done = null;
+    this.finished = new Promise((r) => { this.done = r; });
+  }
+
+  deliver(client, p) {
+    const t = now();
+    const prev = this.last.has(client) ? this.last.get(client) : -1;
+    if (p.seq <= prev) { if (p.seq === prev) this.duplicates++; else this.outOfOrder++; }
+    else this.last.set(client, p.seq);
+    if (this.n < this.expected) this.lat[this.n] = t - p.t;
+    this.n++;
+    this.lastDelivery = t;
+    if (this.n >= this.expected) this.done();
+  }
+
+  result() {
+    const got = Math.min(this.n, this.expected);
+    const lat = this.lat.subarray(0, got).sort();
+    const secs = this.lastDelivery !== null ? (this.lastDelivery - this.firstSend) / 1000 : null;
+    return {
+      expected: this.expected,
+      delivered: this.n,
+      missing: Math.max(0, this.expected - this.n + this.duplicates),
+      out_of_order: this.outOfOrder,
+      duplicates: this.duplicates,
+      seconds: r2(secs),
+      deliveries_per_s: secs ? Math.round(got / secs) : null,
+      p50_ms: r2(pct(lat, 50)),
+      p99_ms: r2(pct(lat, 99)),
+      max_ms: r2(got ? lat[got - 1] : null),
+    };
+  }
+}
+
+function pad(size) {
+  // An envelope {"type":"bcast","payload":{"seq":123,"t":12345.678,"pad":"..."}} of ~`size` bytes.
+  return 'x'.repeat(Math.max(0, size - 62));
+}
+
+function cpuMeter() {
+  const c0 = process.cpuUsage();
+  const t0 = now();
+  return () => {
+    const c = process.cpuUsage(c0);
+    return r2((c.user + c.system) / 1000 / (now() - t0));
+  };
+}
+
+// Send `count` broadcasts from `sender`, back to back (interval 0) or every `interval` ms.
+async function runStream(sender, stream, interval, size, timeoutMs) {
+  const padding = pad(size);
+  const cpu = cpuMeter();
+  stream.firstSend = now();
+  const start = stream.firstSend;
+  for (let seq = 0; seq < stream.count; seq++) {
+    if (interval > 0) {
+      const due = start + seq * interval;
+      const wait = due - now();
+      if (wait > 0) await sleep(wait);
+    }
+    sender.send('bcast', { seq, t: now(), pad: padding });
+  }
+  const timeout = sleep(timeoutMs).then(() => 'timeout');
+  const how = await Promise.race([stream.finished.then(() => 'done'), timeout]);
+  const res = stream.result();
+  res.loadgen_cpu = cpu();
+  if (how === 'timeout') res.timed_out = true;
+  return res;
+}
+
+// -- scenarios -------------------------------------------------------------------------------
+async function fanout() {
+  const members = num('members', 1000);
+  const count = num('count', 200);
+  const size = num('size', 100);
+  const rate = num('rate', 20);
+  let stream = null;
+  const onEvent = function (type, p) { if (type === 'bcast' && stream) stream.deliver(this, p); };
+  const { clients, failed } = await connectMany(members, 1, () => {});
+  for (const c of clients) c.onEvent = onEvent.bind(c);
+  const sender = (await connectMany(1, 0, () => {})).clients[0];
+  await sleep(1000); // let the last joins settle
+  const out = { members: clients.length, failed };
+  stream = new Stream(clients.length, count);
+  out.fast = await runStream(sender, stream, 0, size, 60000);
+  await sleep(1000);
+  stream = new Stream(clients.length, count);
+  out.paced = await runStream(sender, stream, 1000 / rate, size, 60000);
+  return out;
+}
+
+async function idle() {
+  const n = num('connections', 5000);
+  const warm = await connectMany(num('warmup', 50), 100000, () => {});
+  await sleep(1500);
+  await sampleRss('before');
+  const t0 = now();
+  const { clients, failed } = await connectMany(n, 1, () => {}, num('parallel', 100));
+  const connectSeconds = (now() - t0) / 1000;
+  await sleep(num('settle', 3) * 1000);
+  await sampleRss('after');
+  const stillOpen = clients.filter((c) => c.closeCode === null).length;
+  for (const c of [...clients, ...warm.clients]) c.close();
+  return { connections: clients.length, failed, still_open: stillOpen, connect_s: r2(connectSeconds) };
+}
+
+async function echo() {
+  const n = num('clients', 100);
+  const seconds = num('seconds', 10);
+  const padding = pad(num('size', 100));
+  let running = false;
+  let trips = 0;
+  const lat = [];
+  const onEvent = function (type, p) {
+    if (type !== 'echo' || !running) return;
+    trips++;
+    const t = now();
+    if (lat.length < 2000000) lat.push(t - p.t);
+    this.send('echo', { seq: p.seq + 1, t, pad: padding });
+  };
+  const { clients, failed } = await connectMany(n, 1, () => {});
+  for (const c of clients) c.onEvent = onEvent.bind(c);
+  await sleep(500);
+  running = true;
+  const cpu = cpuMeter();
+  const t0 = now();
+  for (const c of clients) c.send('echo', { seq: 0, t: now(), pad: padding });
+  await sleep(seconds * 1000);
+  running = false;
+  const secs = (now() - t0) / 1000;
+  const sorted = Float64Array.from(lat).sort();
+  return {
+    clients: clients.length,
+    failed,
+    round_trips: trips,
+    round_trips_per_s: Math.round(trips / secs),
+    p50_ms: r2(pct(sorted, 50)),
+    p99_ms: r2(pct(sorted, 99)),
+    loadgen_cpu: cpu(),
+  };
+}
+
+async function stall() {
+  const members = num('members', 1000);
+  const withStalled = Boolean(args.stalled);
+  const seconds = num('seconds', 60);
+  const rate = num('rate', 20);
+  const size = num('size', 100);
+  let stream = null;
+  const receivers = withStalled ? members - 2 : members - 1; // the sender and the stalled one
+  const { clients, failed } = await connectMany(receivers, 1, () => {});
+  const onEvent = function (type, p) { if (type === 'bcast' && stream) stream.deliver(this, p); };
+  for (const c of clients) c.onEvent = onEvent.bind(c);
+  const sender = (await connectMany(1, 0, () => {})).clients[0];
+  let stalled = null;
+  if (withStalled) {
+    stalled = (await connectMany(1, 999999, () => {})).clients[0];
+    stalled.stall();
+  }
+  await sleep(1000);
+  await sampleRss('start');
+  const count = Math.round(seconds * rate);
+  stream = new Stream(clients.length, count);
+  const res = await runStream(sender, stream, 1000 / rate, size, 30000);
+  await sampleRss('end');
+  res.members = clients.length + 1 + (withStalled ? 1 : 0);
+  res.failed = failed;
+  res.stalled = withStalled;
+  if (stalled) res.stalled_close_code = stalled.closeCode; // null: the server kept it open
+  return res;
+}
+
+// Proves the socket.io servers answer the real socket.io-client (join, bcast, echo).
+async function check() {
+  const { io } = require('socket.io-client');
+  const url = `http://127.0.0.1:${PORT}`;
+  const opts = { transports: ['websocket'], reconnection: false, forceNew: true };
+  const a = io(url, opts);
+  const b = io(url, opts);
+  const joined = (s) => new Promise((r) => { s.once('joined', r); s.emit('join'); });
+  const once = (s, ev) => new Promise((r) => s.once(ev, r));
+  const timeout = sleep(10000).then(() => { throw new Error('socket.io-client check timed out'); });
+  const run = (async () => {
+    await Promise.all([once(a, 'connect'), once(b, 'connect')]);
+    await Promise.all([joined(a), joined(b)]);
+    const got = once(b, 'bcast');
+    a.emit('bcast', { seq: 1, t: now() });
+    const bc = await got;
+    const echoed = once(a, 'echo');
+    a.emit('echo', { seq: 2 });
+    const ec = await echoed;
+    return { ok: bc.seq === 1 && ec.seq === 2 };
+  })();
+  try { return await Promise.race([run, timeout]); } finally { a.close(); b.close(); }
+}
+
+const SCENARIOS = { fanout, idle, echo, stall, check };
+
+(async () => {
+  const fn = SCENARIOS[SCENARIO];
+  if (!fn) throw new Error(`unknown scenario ${SCENARIO}`);
+  const hardStop = setTimeout(() => {
+    process.stdout.write('@result {"error":"loadgen hard timeout"}\n');
+    process.exit(3);
+  }, num('max-seconds', 600) * 1000);
+  const result = await fn();
+  clearTimeout(hardStop);
+  process.stdout.write(`@result ${JSON.stringify(result)}\n`);
+  process.exit(0);
+})().catch((e) => {
+  process.stdout.write(`@result ${JSON.stringify({ error: String(e && e.stack || e) })}\n`);
+  process.exit(2);
+});

@@ -1,0 +1,508 @@
+"""wsroom's benchmarks against its peers, in one run: one table with absolute figures and ratios.
+
+Each server runs in its own process pinned to core 0 (``taskset -c 0``); the Node load
+generator (``benchmarks/node/loadgen.js``, the ``ws`` package) is pinned to core 1. Every
+scenario gets a fresh server process. All traffic stays on 127.0.0.1.
+
+    python benchmarks/run.py            # the full run (about 10 minutes)
+    python benchmarks/run.py --quick    # a smoke run with small numbers (about 2 minutes)
+    python benchmarks/run.py --only wsroom,floor --scenarios A,C
+
+See benchmarks/README.md for what each scenario means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+NODE_DIR = HERE / "node"
+SERVERS_DIR = HERE / "servers"
+SERVER_CORE = "0"
+LOADGEN_CORE = "1"
+NOFILE = 65536
+
+# wsroom's configured outbox bound (new_hub's default), for scenario D's memory target.
+OUTBOX_MAX_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Server:
+    key: str
+    title: str
+    proto: str  # "plain" (JSON envelopes) or "sio" (socket.io)
+    cmd: tuple[str, ...]
+
+
+def servers(node: str) -> list[Server]:
+    py = sys.executable
+    return [
+        Server("wsroom", "wsroom", "plain", (py, str(SERVERS_DIR / "wsroom_server.py"))),
+        Server("floor", "floor (pywsgi+simple-websocket)", "plain",
+               (py, str(SERVERS_DIR / "floor_server.py"))),
+        Server("pysio", "python-socketio (gevent)", "sio", (py, str(SERVERS_DIR / "pysio_server.py"))),
+        Server("nodesio", "Node socket.io", "sio", (node, str(NODE_DIR / "sio_server.js"))),
+    ]
+
+
+# -- processes ----------------------------------------------------------------------------------
+
+
+def _raise_nofile() -> None:
+    # Runs in each child before exec (server and load generator): 5,000 sockets need it.
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+    except (ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pump(stream: Any, out: queue.Queue[str | None]) -> None:
+    for line in iter(stream.readline, ""):
+        out.put(line.rstrip("\n"))
+    out.put(None)
+
+
+class RunningServer:
+    def __init__(self, server: Server, logdir: Path) -> None:
+        self.server = server
+        self.port = free_port()
+        self.log = open(logdir / f"{server.key}-{self.port}.log", "w")  # noqa: SIM115
+        cmd = ["taskset", "-c", SERVER_CORE, *server.cmd, "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=self.log, text=True, preexec_fn=_raise_nofile,
+            cwd=HERE,
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True).start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                line = None
+            if line is not None and line.startswith("READY"):
+                break
+            if line is None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{server.key} did not start; see {self.log.name}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+def loadgen(node: str, srv: RunningServer, scenario: str, timeout: float, **opts: Any) -> dict[str, Any]:
+    """Run one scenario of the load generator against ``srv``; answer its RSS requests."""
+    cmd = ["taskset", "-c", LOADGEN_CORE, node, str(NODE_DIR / "loadgen.js"),
+           "--proto", srv.server.proto, "--port", str(srv.port), "--scenario", scenario,
+           "--max-seconds", str(int(timeout))]
+    for key, value in opts.items():
+        if value is True:
+            cmd.append(f"--{key}")
+        elif value is not False and value is not None:
+            cmd += [f"--{key}", str(value)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=_raise_nofile, cwd=NODE_DIR)
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+    errors: list[str] = []
+    threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True).start()  # type: ignore[arg-type]
+    rss: dict[str, int] = {}
+    cpu: dict[str, float] = {}
+    result: dict[str, Any] | None = None
+    deadline = time.monotonic() + timeout + 15
+    try:
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            if line.startswith("@rss "):
+                label = line.split(" ", 1)[1]
+                rss[label] = rss_kb(srv.pid)
+                cpu[label] = cpu_seconds(srv.pid)
+                assert proc.stdin is not None
+                proc.stdin.write("ok\n")
+                proc.stdin.flush()
+            elif line.startswith("@result "):
+                result = json.loads(line[len("@result "):])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+    if result is None:
+        result = {"error": "no result from the load generator: " + "".join(errors[-5:])}
+    result["server_rss_kb"] = rss
+    result["server_cpu_s"] = cpu
+    if "error" in result:
+        print(f"    ! {srv.server.key} {scenario}: {result['error'][:300]}", flush=True)
+    return result
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+
+
+def profile(quick: bool, args: argparse.Namespace) -> dict[str, Any]:
+    if quick:
+        p = dict(members=200, count=50, rate=20, idle=500, echo_clients=20, echo_seconds=3,
+                 stall_members=200, stall_seconds=5, stall_baseline_seconds=3)
+    else:
+        p = dict(members=1000, count=200, rate=20, idle=5000, echo_clients=100, echo_seconds=10,
+                 stall_members=1000, stall_seconds=60, stall_baseline_seconds=15)
+    if args.stall_seconds is not None:
+        p["stall_seconds"] = args.stall_seconds
+    p["size"] = 100
+    p["stall_size"] = args.stall_size
+    return p
+
+
+def run_scenarios(node: str, server: Server, scen: set[str], p: dict[str, Any], logdir: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+
+    def fresh() -> RunningServer:
+        return RunningServer(server, logdir)
+
+    if "A" in scen:
+        print(f"  {server.key}: A fan-out", flush=True)
+        srv = fresh()
+        try:
+            out["A"] = loadgen(node, srv, "fanout", 300, members=p["members"], count=p["count"],
+                               rate=p["rate"], size=p["size"])
+        finally:
+            srv.stop()
+    if "B" in scen:
+        print(f"  {server.key}: B idle connections", flush=True)
+        srv = fresh()
+        try:
+            out["B"] = loadgen(node, srv, "idle", 300, connections=p["idle"])
+        finally:
+            srv.stop()
+    if "C" in scen:
+        print(f"  {server.key}: C request/response", flush=True)
+        srv = fresh()
+        try:
+            if server.proto == "sio":
+                out["check"] = loadgen(node, srv, "check", 30)
+            out["C"] = loadgen(node, srv, "echo", 120, clients=p["echo_clients"],
+                               seconds=p["echo_seconds"], size=p["size"])
+        finally:
+            srv.stop()
+    if "D" in scen:
+        for stalled, secs, key in ((False, p["stall_baseline_seconds"], "D0"), (True, p["stall_seconds"], "D1")):
+            print(f"  {server.key}: D {'with' if stalled else 'without'} a stalled reader ({secs} s)",
+                  flush=True)
+            srv = fresh()
+            try:
+                out[key] = loadgen(node, srv, "stall", secs + 120, members=p["stall_members"],
+                                   seconds=secs, rate=p["rate"], size=p["stall_size"], stalled=stalled)
+            finally:
+                srv.stop()
+    return out
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+def _get(d: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def metrics(r: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+    """The figures of one server, by row name (None where not measured)."""
+    m: dict[str, Any] = {}
+    m["fast_dps"] = _get(r, "A", "fast", "deliveries_per_s")
+    for k in ("p50_ms", "p99_ms", "max_ms"):
+        m[f"fast_{k}"] = _get(r, "A", "fast", k)
+        m[f"paced_{k}"] = _get(r, "A", "paced", k)
+    bad = [_get(r, "A", ph, k) for ph in ("fast", "paced") for k in ("missing", "out_of_order")]
+    m["missing"] = None if any(b is None for b in bad) else bad[0] + bad[2]
+    m["out_of_order"] = None if any(b is None for b in bad) else bad[1] + bad[3]
+    m["lg_cpu"] = _get(r, "A", "fast", "loadgen_cpu")
+    rss = _get(r, "B", "server_rss_kb")
+    conns = _get(r, "B", "connections")
+    if rss and "before" in rss and "after" in rss and conns:
+        m["kb_per_conn"] = (rss["after"] - rss["before"]) / conns
+        m["idle_failed"] = _get(r, "B", "failed")
+    m["rtt_per_s"] = _get(r, "C", "round_trips_per_s")
+    m["rtt_p99"] = _get(r, "C", "p99_ms")
+    m["d0_p99"] = _get(r, "D0", "p99_ms")
+    m["d1_p99"] = _get(r, "D1", "p99_ms")
+    m["d_missing"] = _get(r, "D1", "missing")
+    for key in ("D0", "D1"):
+        rss = _get(r, key, "server_rss_kb")
+        if rss and "start" in rss and "end" in rss:
+            m[f"{key.lower()}_growth_mb"] = (rss["end"] - rss["start"]) / 1024
+            m[f"{key.lower()}_end_mb"] = rss["end"] / 1024
+    if r.get("D1"):
+        code = _get(r, "D1", "stalled_close_code")
+        m["stalled_fate"] = "kept open" if code is None else f"closed {code}"
+    return m
+
+
+ROWS: list[tuple[str, str, str, str]] = [
+    # key, label, format, better ("hi" / "lo" / "")
+    ("fast_dps", "A fan-out, as fast as possible: deliveries/s", "{:,.0f}", "hi"),
+    ("fast_p50_ms", "A   latency p50 (ms)", "{:,.1f}", "lo"),
+    ("fast_p99_ms", "A   latency p99 (ms)", "{:,.1f}", "lo"),
+    ("fast_max_ms", "A   latency max (ms)", "{:,.1f}", "lo"),
+    ("paced_p50_ms", "A fan-out at 20/s: latency p50 (ms)", "{:,.1f}", "lo"),
+    ("paced_p99_ms", "A   latency p99 (ms)", "{:,.1f}", "lo"),
+    ("paced_max_ms", "A   latency max (ms)", "{:,.1f}", "lo"),
+    ("missing", "A missing deliveries (both runs)", "{:,.0f}", ""),
+    ("out_of_order", "A out-of-order deliveries (both runs)", "{:,.0f}", ""),
+    ("lg_cpu", "A load generator CPU, fast run (cores)", "{:.2f}", ""),
+    ("kb_per_conn", "B server RSS per idle connection (KB)", "{:,.1f}", "lo"),
+    ("rtt_per_s", "C request/response: round trips/s", "{:,.0f}", "hi"),
+    ("rtt_p99", "C   round trip p99 (ms)", "{:,.1f}", "lo"),
+    ("d0_p99", "D 20/s stream, no stalled reader: p99 (ms)", "{:,.1f}", "lo"),
+    ("d1_p99", "D   with one stalled reader: p99 (ms)", "{:,.1f}", "lo"),
+    ("d_missing", "D   missing at the others, with it", "{:,.0f}", ""),
+    ("d0_growth_mb", "D   server RSS growth, no stalled reader (MB)", "{:,.1f}", "lo"),
+    ("d1_growth_mb", "D   server RSS growth, with it (MB)", "{:,.1f}", "lo"),
+    ("d1_end_mb", "D   server RSS at the end, with it (MB)", "{:,.1f}", "lo"),
+    ("stalled_fate", "D   the stalled reader at the end", "{}", ""),
+]
+
+
+def fmt(value: Any, spec: str) -> str:
+    if value is None:
+        return "-"
+    try:
+        return spec.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def ratio(a: Any, b: Any) -> str:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def table(ms: dict[str, dict[str, Any]], order: list[str], titles: dict[str, str]) -> str:
+    cols = [titles[k] for k in order]
+    ratio_cols = [k for k in ("floor", "pysio", "nodesio") if k in ms and "wsroom" in ms]
+    headers = ["metric", *cols, *[f"wsroom / {short(k)}" for k in ratio_cols]]
+    rows = []
+    for key, label, spec, _better in ROWS:
+        if all(ms[k].get(key) is None for k in order):
+            continue
+        row = [label, *[fmt(ms[k].get(key), spec) for k in order]]
+        for k in ratio_cols:
+            row.append(ratio(ms["wsroom"].get(key), ms[k].get(key)) if spec != "{}" else "")
+        rows.append(row)
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|"
+    body = ["| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"
+            for r in rows]
+    return "\n".join([line, sep, *body])
+
+
+def short(key: str) -> str:
+    return {"floor": "floor", "pysio": "py-sio", "nodesio": "node-sio", "wsroom": "wsroom"}[key]
+
+
+def targets(ms: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """The issue's targets: (target, measured, met/missed/not measured)."""
+    w = ms.get("wsroom", {})
+    f = ms.get("floor", {})
+    s = ms.get("pysio", {})
+    out: list[tuple[str, str, str]] = []
+
+    def check(name: str, ok: bool | None, measured: str) -> None:
+        out.append((name, measured, "not measured" if ok is None else ("MET" if ok else "MISSED")))
+
+    def both(*xs: Any) -> bool:
+        return all(isinstance(x, (int, float)) for x in xs)
+
+    a, b = w.get("fast_dps"), f.get("fast_dps")
+    check("A fan-out >= 75 % of the floor", (a / b >= 0.75) if both(a, b) and b else None,
+          f"{ratio(a, b)}")
+    c = s.get("fast_dps")
+    check("A fan-out >= 1.4x python-socketio", (a / c >= 1.4) if both(a, c) and c else None,
+          f"{ratio(a, c)}")
+    a, b, c = w.get("paced_p99_ms"), f.get("paced_p99_ms"), s.get("paced_p99_ms")
+    check("A paced p99 <= 2x the floor's", (a <= 2 * b) if both(a, b) else None, f"{ratio(a, b)}")
+    check("A paced p99 below python-socketio's", (a < c) if both(a, c) else None, f"{ratio(a, c)}")
+    miss, ooo = w.get("missing"), w.get("out_of_order")
+    check("A missing and out-of-order = 0", (miss == 0 and ooo == 0) if both(miss, ooo) else None,
+          f"{fmt(miss, '{}')} missing, {fmt(ooo, '{}')} out of order")
+    kb = w.get("kb_per_conn")
+    check("B <= 45 KB per idle connection", (kb <= 45) if both(kb) else None, f"{fmt(kb, '{:.1f}')} KB")
+    a, b, c = w.get("rtt_per_s"), f.get("rtt_per_s"), s.get("rtt_per_s")
+    check("C echo >= 75 % of the floor", (a / b >= 0.75) if both(a, b) and b else None, ratio(a, b))
+    check("C echo >= 1.8x python-socketio", (a / c >= 1.8) if both(a, c) and c else None, ratio(a, c))
+    d0, d1 = w.get("d0_p99"), w.get("d1_p99")
+    check("D p99 with a stalled reader within 20 % of without", (d1 <= 1.2 * d0) if both(d0, d1) else None,
+          f"{fmt(d1, '{:.1f}')} vs {fmt(d0, '{:.1f}')} ms ({ratio(d1, d0)})")
+    g0, g1 = w.get("d0_growth_mb"), w.get("d1_growth_mb")
+    bound = OUTBOX_MAX_BYTES / 1024 / 1024
+    check(f"D memory bounded by the outbox (extra growth <= {bound:.0f} MiB)",
+          (g1 - g0 <= bound) if both(g0, g1) else None,
+          f"{fmt(None if not both(g0, g1) else g1 - g0, '{:+.1f}')} MB; {w.get('stalled_fate', '-')}")
+    return out
+
+
+def targets_table(rows: list[tuple[str, str, str]]) -> str:
+    headers = ("target (wsroom)", "measured", "")
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(3)]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    node_v = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    return (f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, Node {node_v}")
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def ensure_node_modules(npm: str) -> None:
+    if (NODE_DIR / "node_modules" / "ws").is_dir() and (NODE_DIR / "node_modules" / "socket.io").is_dir():
+        return
+    print("installing the load generator's Node packages ...", flush=True)
+    subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run with small numbers")
+    parser.add_argument("--only", default="", help="servers to run: wsroom,floor,pysio,nodesio")
+    parser.add_argument("--scenarios", default="A,B,C,D", help="scenarios to run (default A,B,C,D)")
+    parser.add_argument("--stall-seconds", type=float, default=None,
+                        help="scenario D's duration with the stalled reader (default 60; quick 5)")
+    parser.add_argument("--stall-size", type=int, default=4096,
+                        help="bytes per envelope in scenario D (default 4096, so that a stalled "
+                             "reader fills the kernel's buffers within the run)")
+    parser.add_argument("--json", default=str(HERE / "results" / "last.json"),
+                        help="where to write the raw results")
+    args = parser.parse_args()
+
+    node = shutil.which("node") or "/usr/bin/node"
+    npm = shutil.which("npm") or "/usr/bin/npm"
+    if not shutil.which("taskset"):
+        print("taskset (util-linux) is needed", file=sys.stderr)
+        return 2
+    if (os.cpu_count() or 1) < 2:
+        print("warning: fewer than 2 cores; server and load generator share one", file=sys.stderr)
+    ensure_node_modules(npm)
+
+    all_servers = servers(node)
+    chosen = [s for s in all_servers if not args.only or s.key in args.only.split(",")]
+    scen = {x.strip().upper() for x in args.scenarios.split(",") if x.strip()}
+    p = profile(args.quick, args)
+    print(f"machine: {machine()}", flush=True)
+    print(f"profile: {'quick' if args.quick else 'full'} {json.dumps(p)}", flush=True)
+
+    started = time.monotonic()
+    logdir = Path(tempfile.mkdtemp(prefix="wsroom-bench-"))
+    raw: dict[str, Any] = {}
+    for server in chosen:
+        raw[server.key] = run_scenarios(node, server, scen, p, logdir)
+    elapsed = time.monotonic() - started
+
+    ms = {k: metrics(v, p) for k, v in raw.items()}
+    order = [s.key for s in chosen]
+    titles = {s.key: s.title for s in all_servers}
+    checks = {k: _get(v, "check", "ok") for k, v in raw.items() if "check" in v}
+    report = [
+        "",
+        f"wsroom benchmarks ({'quick' if args.quick else 'full'} run, {elapsed:.0f} s): "
+        f"A {p['members']} members x {p['count']} broadcasts of ~{p['size']} B; B {p['idle']} idle; "
+        f"C {p['echo_clients']} clients x {p['echo_seconds']} s; D {p['stall_members']} members, "
+        f"{p['rate']}/s of ~{p['stall_size']} B for {p['stall_seconds']:g} s "
+        f"(baseline {p['stall_baseline_seconds']} s)",
+        f"machine: {machine()}; servers on core {SERVER_CORE}, load generator on core {LOADGEN_CORE}",
+        "",
+        table(ms, order, titles),
+        "",
+        targets_table(targets(ms)) if "wsroom" in ms else "",
+    ]
+    if checks:
+        report.append("")
+        report.append("socket.io-client check (join, bcast, echo): "
+                      + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in checks.items()))
+    lg = [(k, m.get("lg_cpu")) for k, m in ms.items() if (m.get("lg_cpu") or 0) >= 0.9]
+    if lg:
+        report.append("note: the load generator used >= 0.9 of its core in the fast fan-out of "
+                      + ", ".join(k for k, _ in lg) + ": those figures are a lower bound "
+                      "(load-generator bound), and so are ratios against them.")
+    text = "\n".join(report)
+    print(text, flush=True)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"profile": p, "machine": machine(), "seconds": elapsed,
+                               "raw": raw, "metrics": ms}, indent=1))
+    out.with_suffix(".md").write_text(text.strip() + "\n")
+    shutil.rmtree(logdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

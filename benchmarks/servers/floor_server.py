@@ -1,0 +1,108 @@
+"""The floor of the stack: gevent.pywsgi + simple-websocket and a plain set of sockets.
+
+No rooms, no actors, no hooks. Each broadcast is encoded once (JSON text, then one unmasked
+text frame) and written whole with ``sendall`` to every other socket in turn, from the sender's
+greenlet (simple-websocket's own ``send`` writes once and may cut a frame, so it is not used
+for data). Same wire protocol as wsroom_server.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import gevent  # noqa: E402
+import gevent.event  # noqa: E402
+import gevent.selectors  # noqa: E402
+import simple_websocket  # noqa: E402
+from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
+
+from _common import parse_args, raise_nofile, ready  # noqa: E402
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def text_frame(text: str) -> bytes:
+    """One whole, unmasked, final text frame (server to client)."""
+    data = text.encode()
+    n = len(data)
+    if n < 126:
+        header = bytes((0x81, n))
+    elif n < 65536:
+        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return header + data
+
+
+class Thread(gevent.Greenlet):  # simple-websocket's reader "thread", as a greenlet
+    def __init__(self, target: Any = None, *args: Any, **kwargs: Any) -> None:
+        super().__init__(target)
+
+
+class Handler(WSGIHandler):
+    def handle_one_response(self) -> None:
+        try:
+            super().handle_one_response()
+        finally:
+            if self.environ is not None and self.environ.get("bench.upgraded"):
+                self.close_connection = True
+
+
+SOCKETS: set[Any] = set()  # the one room: raw sockets of every open connection
+
+
+def app(environ: dict, start_response: Any) -> list[bytes]:
+    ws = simple_websocket.Server(
+        environ,
+        thread_class=Thread,
+        event_class=gevent.event.Event,
+        selector_class=gevent.selectors.DefaultSelector,
+    )
+    environ["bench.upgraded"] = True
+    sock = ws.sock
+    sock.sendall(text_frame('{"type":"joined","payload":null}'))
+    SOCKETS.add(sock)
+    try:
+        while True:
+            text = ws.receive()
+            if text is None:
+                break
+            msg = json.loads(text)
+            kind = msg.get("type")
+            if kind == "bcast":
+                frame = text_frame(_dumps({"type": "bcast", "payload": msg.get("payload")}))
+                for other in list(SOCKETS):
+                    if other is not sock:
+                        try:
+                            other.sendall(frame)
+                        except OSError:
+                            SOCKETS.discard(other)
+            elif kind == "echo":
+                sock.sendall(text_frame(_dumps({"type": "echo", "payload": msg.get("payload")})))
+    except simple_websocket.ConnectionClosed:
+        pass
+    finally:
+        SOCKETS.discard(sock)
+        try:
+            ws.close()
+        except Exception:
+            pass
+    return []
+
+
+def main() -> None:
+    args = parse_args(__doc__ or "")
+    raise_nofile()
+    server = WSGIServer((args.host, args.port), app, handler_class=Handler, log=None)
+    server.start()
+    ready(server.server_port)
+    gevent.wait()
+
+
+if __name__ == "__main__":
+    main()

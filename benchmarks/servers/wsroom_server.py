@@ -1,0 +1,61 @@
+"""wsroom: one room, served through ``make_handler``; hooks that broadcast and answer.
+
+Wire protocol shared with floor_server.py (and run by benchmarks/node/loadgen.js):
+``/ws?id=N`` joins the room as participant N; the server says ``{"type": "joined"}``;
+``bcast`` goes to every other member, ``echo`` back to its sender.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from urllib.parse import parse_qs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import gevent  # noqa: E402
+
+import wsroom  # noqa: E402
+from wsroom.transport import make_handler, serve  # noqa: E402
+
+from _common import ROOM, parse_args, raise_nofile, ready  # noqa: E402
+
+
+class BenchHooks(wsroom.Hooks):
+    def __init__(self) -> None:
+        self.hub: wsroom.Hub | None = None
+
+    def on_join(self, jc: wsroom.JoinContext, client: wsroom.Client) -> None:
+        client.send(wsroom.Envelope("joined", None))
+
+    def on_message(self, room: str, participant: str, envelope: wsroom.Envelope) -> None:
+        assert self.hub is not None
+        if envelope.type == "bcast":
+            self.hub.broadcast(room, envelope, exclude=(participant,))
+        elif envelope.type == "echo":
+            self.hub.send_to(room, participant, envelope)
+
+
+def identity(environ: dict) -> wsroom.Identity:
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    return wsroom.Identity(query.get("id", [""])[0])
+
+
+def resolve(room: str, ident: wsroom.Identity) -> str:
+    return ident.user_id
+
+
+def main() -> None:
+    args = parse_args(__doc__ or "")
+    raise_nofile()
+    hooks = BenchHooks()
+    # The README's configuration: a 30 s grace period, 64 queued; outbox bounds at their defaults.
+    hub = wsroom.new_hub(hooks, wsroom.ReconnectPolicy(grace_period=30.0, max_queued_per_conn=64))
+    hooks.hub = hub
+    server = serve(make_handler(hub, ROOM, identity, resolve), host=args.host, port=args.port)
+    ready(server.server_port)
+    gevent.wait()
+
+
+if __name__ == "__main__":
+    main()
