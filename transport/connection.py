@@ -30,6 +30,7 @@ __all__ = ["Connection", "ConnectionOptions"]
 logger = logging.getLogger("wsroom.transport")
 
 _RECV_BYTES = 65536
+OPEN = ConnectionState.OPEN
 
 
 class ConnectionOptions:
@@ -147,6 +148,8 @@ class Connection:
         """
         if self._closing is not None or self._finished:
             return
+        # A close frame's reason has room for 123 bytes of UTF-8 (RFC 6455 §5.5).
+        reason = reason.encode()[:123].decode("utf-8", "ignore")
         self._closing = (code, reason)
         self._wake.set()
         wait = self.options.close_timeout if linger is None else linger
@@ -189,7 +192,9 @@ class Connection:
                         if ws.state is ConnectionState.OPEN:
                             code, reason = self._closing
                             sock.sendall(ws.send(CloseConnection(code, reason or None)))
-                    elif self._closing is None and ws.state is ConnectionState.OPEN and outbox:
+                    elif (
+                        outbox and self._closing is None and not self._finished and ws.state is OPEN
+                    ):
                         frame = outbox.pop()
                         assert frame is not None
                         if prebuilt:
@@ -290,7 +295,8 @@ class Connection:
         # Let the writer flush any close reply, then shut the socket whatever happens.
         self._finished = True
         self._wake.set()
-        if not self._writer.join(timeout=self.options.close_timeout):
+        self._writer.join(timeout=self.options.close_timeout)
+        if not self._writer.dead:
             self._abort()
         if self._abort_timer is not None:
             self._abort_timer.close()
