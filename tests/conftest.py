@@ -20,9 +20,9 @@ from urllib.parse import parse_qs  # noqa: E402
 import gevent  # noqa: E402
 import pytest  # noqa: E402
 import websocket  # noqa: E402
-from wsroom.transport import make_handler, serve  # noqa: E402
 
 import wsroom  # noqa: E402
+from wsroom.transport import make_handler, serve  # noqa: E402
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:

@@ -138,11 +138,14 @@ def test_a_hook_that_raises_base_exceptions_harms_no_actor(make_live) -> None:
     _hub_still_works(live)
 
 
-def test_import_wsroom_pulls_in_nothing_heavier_than_the_stack() -> None:
+def test_import_wsroom_pulls_in_nothing_heavier_than_the_stack(tmp_path) -> None:
     code = (
         "import sys, wsroom, wsroom.transport;"
         "heavy = {'flask', 'werkzeug', 'websocket', 'websockets', 'redis', 'playwright'};"
         "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # Run outside the checkout, so the installed package is imported, not the source folder.
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
     assert out.stdout.strip() == "[]"
