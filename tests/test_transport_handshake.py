@@ -14,10 +14,10 @@ import pytest
 import websocket
 from conftest import Live, Recorder, identity_from_query, recv_json, send_json, wait_until
 from transport_util import http_get, upgrade_headers
-from wsroom.transport import serve
-from wsroom.transport.flask import handle
 
 import wsroom
+from wsroom.transport import serve
+from wsroom.transport.flask import handle
 
 
 def resolve_or_reject(room: str, identity: wsroom.Identity) -> str:
