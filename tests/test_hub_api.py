@@ -146,3 +146,31 @@ def test_new_hub_checks_its_arguments() -> None:
         wsroom.new_hub(wsroom.Hooks(), wsroom.ReconnectPolicy(), no_such_option=1)
     with pytest.raises(TypeError):
         wsroom.new_hub(object(), wsroom.ReconnectPolicy())
+
+
+def _live_greenlets() -> set[object]:
+    import gc
+
+    import greenlet
+
+    return {
+        g
+        for g in gc.get_objects()
+        if isinstance(g, greenlet.greenlet) and not g.dead and g is not greenlet.getcurrent()
+    }
+
+
+def test_stop_leaves_no_greenlet_behind_once_clients_answer_the_close(make_live) -> None:
+    live: Live = make_live(grace=30.0, queued=8)
+    before = _live_greenlets()
+    socks = [live.join("r", f"u{i}") for i in range(5)]
+    live.hooks.message_fn = lambda room, p, e: None
+    live.hub.stop()
+    for ws in socks:
+        assert read_close(ws)[0] == 1001
+    wait_until(
+        lambda: not {
+            g for g in _live_greenlets() - before if "serve_forever" not in repr(g)
+        },
+        what="every greenlet of the hub to end",
+    )
