@@ -63,8 +63,9 @@ function render() {
       return setStatus("waiting", mark ? "Waiting for an opponent — share the link or play the bot." : "Waiting for players…");
     case "playing":
       if (!mark) return setStatus("playing", `${state.turn} to play`);
-      if (other && !other.online) return setStatus("playing", "Opponent disconnected — keeping their seat…");
-      return setStatus("playing", state.turn === mark ? "Your turn" : "Opponent's turn");
+      const turn = state.turn === mark ? "Your turn" : "Opponent's turn";
+      if (other && !other.online) return setStatus("playing", `${turn} — opponent disconnected, keeping their seat…`);
+      return setStatus("playing", turn);
     case "won":
       if (!mark) return setStatus("won", `${state.winner} wins`);
       return state.winner === mark ? setStatus("won", "You win!") : setStatus("lost", "You lose.");
