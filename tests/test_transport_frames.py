@@ -288,3 +288,19 @@ def test_deflate_client_and_plain_client_share_a_room(make_live: Callable[..., L
         ws.send(json.dumps({"type": "t", "payload": "x" * 5000}))
         assert json.loads(ws.recv(timeout=5))["payload"] == "x" * 5000
         assert recv_json(plain)["payload"] == "x" * 5000
+
+
+def test_large_frames_round_trip_compressed(make_live: Callable[..., Live]) -> None:
+    live = make_live(compression=True)
+    with websockets.sync.client.connect(
+        live.url("r", "alice"), compression="deflate", open_timeout=5, max_size=None
+    ) as ws:
+        wait_until(lambda: "alice" in live.hub.members("r"), what="alice to join")
+        blobs = ["".join(f"{i:07d}," for i in range(k * 128 * 1024)) for k in (1, 2)]
+        for k, blob in enumerate(blobs):
+            live.hub.send_to("r", "alice", wsroom.Envelope("big", {"k": k, "blob": blob}))
+            live.hub.send_to("r", "alice", wsroom.Envelope("small", k))
+        for k, blob in enumerate(blobs):
+            big = json.loads(ws.recv(timeout=10))
+            assert big == {"type": "big", "payload": {"k": k, "blob": blob}}
+            assert json.loads(ws.recv(timeout=10)) == {"type": "small", "payload": k}
