@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from e2e_support import Server, browser, new_page, server  # noqa: F401 -- fixtures
+import e2e_support
+from e2e_support import Server
 from playwright.sync_api import expect
+
+browser = e2e_support.browser
+new_page = e2e_support.new_page
+server = e2e_support.server
 
 GRACE = "20"
 
@@ -96,7 +101,7 @@ def test_offline_inside_grace_comes_back_with_every_message_in_order_once(
     assert bob.evaluate("window.chat.me") == bob_id
     expect(ada.locator("li.person")).to_have_count(2)
     expect(ada.locator("li.notice")).to_have_count(2)
-    seqs = [int(s) for s in bob.locator("li[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")]
+    seqs = bob.locator("li[data-seq]").evaluate_all("els => els.map(e => Number(e.dataset.seq))")
     assert seqs == sorted(set(seqs)), seqs
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from e2e_support import Server, browser, new_page, server  # noqa: F401 -- fixtures
+import e2e_support
+from e2e_support import Server
 from playwright.sync_api import expect
+
+browser = e2e_support.browser
+new_page = e2e_support.new_page
+server = e2e_support.server
 
 
 def open_game(new_page: Callable[..., Any], url: str) -> Any:
