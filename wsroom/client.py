@@ -205,8 +205,10 @@ class RoomClient:
         """Wait until the socket has opened more than ``after`` times and is open."""
         with self._cond:
             ok = self._cond.wait_for(
-                lambda: (self.connections > after and self._state is ConnectionState.OPEN)
-                or self._state is ConnectionState.CLOSED,
+                lambda: (
+                    (self.connections > after and self._state is ConnectionState.OPEN)
+                    or self._state is ConnectionState.CLOSED
+                ),
                 timeout,
             )
             if self._state is ConnectionState.CLOSED:
