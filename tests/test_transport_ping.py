@@ -3,13 +3,14 @@ a peer that answers stays."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
 import gevent
 import websocket
 from conftest import Live, send_json, wait_until
-from transport_util import OP_CLOSE, OP_PING, RawWS, close_code
+from transport_util import OP_CLOSE, OP_PING, OP_TEXT, RawWS, close_code
 
 import wsroom
 
@@ -125,5 +126,65 @@ def test_ping_interval_zero_sends_no_pings(make_live: Callable[..., Live]) -> No
             frame = None
         assert frame is None, f"unexpected frame {frame!r}"
         assert _presence(live) == {"alice": wsroom.Presence.ONLINE}
+    finally:
+        raw.close()
+
+
+def test_slow_reader_answering_pings_is_not_cut_mid_stream(
+    make_live: Callable[..., Live],
+) -> None:
+    # Keep-alive and backpressure together: a reader that drains slowly but steadily, and
+    # answers every ping, must get every frame whole and stay connected.
+    live = make_live(
+        grace=0.0, ping_interval=0.3, outbox_max_bytes=64 * 1024 * 1024, outbox_max_messages=10_000
+    )
+    raw = RawWS(live.port, "/ws/r?user=alice", rcvbuf=16384)
+    raw.auto_pong = True
+    raw.pause = 0.001
+    try:
+        wait_until(lambda: "alice" in live.hub.members("r"), what="the join")
+        count, pad = 100, 64 * 1024
+        for i in range(count):
+            live.hub.send_to("r", "alice", wsroom.Envelope("n", {"i": i, "pad": "x" * pad}))
+        got = []
+        while len(got) < count:
+            op, data = raw.read_message(chunk=16384)
+            assert op == OP_TEXT, f"opcode {op} {close_code(data) if op == OP_CLOSE else ''}"
+            got.append(json.loads(data)["payload"]["i"])
+        assert got == list(range(count))
+        assert live.hub.members("r") == {"alice": wsroom.Presence.ONLINE}
+        assert live.hooks.leaves == []
+    finally:
+        raw.close()
+
+
+def test_frame_that_takes_longer_than_ping_interval_to_write_arrives_whole(
+    make_live: Callable[..., Live],
+) -> None:
+    # An 8 MiB frame to a reader draining a few MiB/s: writing it takes several ping
+    # intervals. The reader proves it is alive all along (an unsolicited pong after every
+    # read, which RFC 6455 allows as a heartbeat), so nothing may cut the frame short.
+    live = make_live(grace=0.0, ping_interval=0.5)
+    raw = RawWS(live.port, "/ws/r?user=alice", rcvbuf=16384)
+    raw.auto_pong = True
+    raw.heartbeat = True
+    raw.pause = 0.002
+    try:
+        wait_until(lambda: "alice" in live.hub.members("r"), what="the join")
+        blob = "".join(f"{i:07d}," for i in range(1024 * 1024))
+        started = time.monotonic()
+        live.hub.send_to("r", "alice", wsroom.Envelope("big", blob))
+        try:
+            op, data = raw.read_message(chunk=16384)
+        except ConnectionError as exc:
+            took = time.monotonic() - started
+            raise AssertionError(f"the server cut the frame after {took:.2f}s") from exc
+        took = time.monotonic() - started
+        assert op == OP_TEXT, f"opcode {op} {close_code(data) if op == OP_CLOSE else ''}"
+        assert json.loads(data) == {"type": "big", "payload": blob}
+        assert took > 1.0, f"read in {took:.2f}s: too fast to test anything"
+        live.hub.send_to("r", "alice", wsroom.Envelope("after"))
+        assert raw.read_json() == {"type": "after", "payload": None}
+        assert live.hub.members("r") == {"alice": wsroom.Presence.ONLINE}
     finally:
         raw.close()

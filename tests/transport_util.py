@@ -83,6 +83,8 @@ class RawWS:
         self.sock.connect(("127.0.0.1", port))
         self.buf = b""
         self.pause = 0.0  # seconds to wait after each recv: a slow reader
+        self.auto_pong = False  # answer each ping as it is read, like a browser
+        self.heartbeat = False  # send an unsolicited pong after each recv (RFC 6455 5.5.3)
         lines = [f"GET {path} HTTP/1.1"]
         lines += [f"{k}: {v}" for k, v in (headers or upgrade_headers(port)).items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -103,6 +105,8 @@ class RawWS:
             if not data:
                 raise ConnectionError("connection closed by the server")
             self.buf += data
+            if self.heartbeat:
+                self.send_frame(OP_PONG, b"")
             if self.pause:
                 time.sleep(self.pause)  # cooperative in the (monkey-patched) test process
         out, self.buf = self.buf[:n], self.buf[n:]
@@ -117,7 +121,10 @@ class RawWS:
             (length,) = struct.unpack("!H", self._need(2, chunk))
         elif length == 127:
             (length,) = struct.unpack("!Q", self._need(8, chunk))
-        return bool(b0 & 0x80), b0 & 0x0F, self._need(length, chunk)
+        payload = self._need(length, chunk)
+        if self.auto_pong and b0 & 0x0F == OP_PING:
+            self.send_frame(OP_PONG, payload)
+        return bool(b0 & 0x80), b0 & 0x0F, payload
 
     def read_message(self, chunk: int = 65536) -> tuple[int, bytes]:
         """The next data message (fragments joined) or close frame, skipping pings."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -91,6 +90,8 @@ class Connection:
         self._closing: tuple[int, str] | None = None  # a close the server asked for
         self._finished = False  # the read side is over: write what is left and shut the socket
         self._abort_timer: Any = None
+        self._pong_due = False  # a ping went out and no pong came back yet
+        self._read_busy = False  # the reader is handling what it read, not waiting in recv
         self._writer = gevent.spawn(self._write_loop)
 
     # -- the write side -------------------------------------------------------------------
@@ -221,11 +222,20 @@ class Connection:
         one, else the peer's, else 1006.
         """
         peer_close: tuple[int, str] | None = None
+        interval = self.options.ping_interval
+        # Keep-alive runs on a loop timer, never as a socket timeout: the writer shares this
+        # socket, and a timeout set for reads would also cut short a write that takes longer.
+        keepalive: Any = None
+        if interval > 0:
+            keepalive = gevent.get_hub().loop.timer(interval, interval)
+            keepalive.start(self._keepalive, interval)
         try:
             peer_close = self._read_loop(on_text)
         except (OSError, RemoteProtocolError, LocalProtocolError) as exc:
             logger.debug("reader stopped: %r", exc)
         finally:
+            if keepalive is not None:
+                keepalive.close()
             self._finish()
         if self._closing is not None:
             return self._closing
@@ -233,31 +243,17 @@ class Connection:
 
     def _read_loop(self, on_text: Callable[[str], None]) -> tuple[int, str] | None:
         sock = self._sock
+        sock.settimeout(None)  # reads and writes both wait as long as it takes
         ws = self._ws
-        opts = self.options
-        interval = opts.ping_interval if opts.ping_interval > 0 else None
-        max_size = opts.max_message_size
-        pong_due = False
-        next_ping = time.monotonic() + interval if interval else 0.0
+        max_size = self.options.max_message_size
         parts: list[str] = []
         size = 0
         while True:
-            if interval:
-                now = time.monotonic()
-                if now >= next_ping:
-                    if pong_due:
-                        self.close(1008, "ping timeout", linger=min(interval, 1.0))
-                    elif ws.state is ConnectionState.OPEN and self._closing is None:
-                        self._send_control(ws.send(Ping()))
-                        pong_due = True
-                    next_ping = now + interval
-                sock.settimeout(max(next_ping - now, 0.001))
-            try:
-                data = sock.recv(_RECV_BYTES)
-            except TimeoutError:
-                continue
+            self._read_busy = False
+            data = sock.recv(_RECV_BYTES)
             if not data:
                 return None
+            self._read_busy = True  # until the next recv (on_text may wait for the participant)
             ws.receive_data(data)
             for event in ws.events():
                 if isinstance(event, TextMessage):
@@ -281,7 +277,7 @@ class Connection:
                 elif isinstance(event, Ping):
                     self._send_control(ws.send(event.response()))
                 elif isinstance(event, Pong):
-                    pong_due = False
+                    self._pong_due = False
                 elif isinstance(event, CloseConnection):
                     if ws.state is ConnectionState.REMOTE_CLOSING:
                         self._send_control(ws.send(event.response()))
@@ -290,6 +286,17 @@ class Connection:
                         self.close(event.code, event.reason or "")
                         return None
                     return (int(event.code), event.reason or "")
+
+    def _keepalive(self, interval: float) -> None:
+        # A loop-timer callback, every ``interval``: ping, or close a peer that did not answer
+        # the last ping (so a silent peer goes after about two intervals).
+        if self._closing is not None or self._finished or self._read_busy:
+            return  # a reader held up by its participant cannot see a pong: skip this tick
+        if self._pong_due:
+            self.close(1008, "ping timeout", linger=min(interval, 1.0))
+        elif self._ws.state is ConnectionState.OPEN:
+            self._pong_due = True
+            self._send_control(self._ws.send(Ping()))
 
     def _finish(self) -> None:
         # Let the writer flush any close reply, then shut the socket whatever happens.
