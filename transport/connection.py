@@ -283,7 +283,7 @@ class Connection:
                         self._send_control(ws.send(event.response()))
                     elif ws.state is ConnectionState.OPEN:
                         # A protocol error found by wsproto: answer with its code and stop.
-                        self.close(event.code, event.reason or "")
+                        self.close(int(event.code), event.reason or "")
                         return None
                     return (int(event.code), event.reason or "")
 
