@@ -93,6 +93,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_s() -> tuple[float, float]:
+    """CPU seconds of user+system work by every process on the machine (interrupt and softirq
+    time, which loopback traffic causes, left out), and the time stolen by the hypervisor."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    tck = os.sysconf("SC_CLK_TCK")
+    return (fields[0] + fields[1] + fields[2]) / tck, (fields[7] if len(fields) > 7 else 0) / tck
+
+
 def _pump(stream: Any, out: queue.Queue[str | None]) -> None:
     for line in iter(stream.readline, ""):
         out.put(line.rstrip("\n"))
@@ -154,6 +163,7 @@ def loadgen(node: str, srv: RunningServer, scenario: str, timeout: float, **opts
     threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
     errors: list[str] = []
     threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True).start()  # type: ignore[arg-type]
+    t0, busy0, srv0 = time.monotonic(), machine_busy_s(), cpu_seconds(srv.pid)
     rss: dict[str, int] = {}
     cpu: dict[str, float] = {}
     result: dict[str, Any] | None = None
@@ -176,13 +186,27 @@ def loadgen(node: str, srv: RunningServer, scenario: str, timeout: float, **opts
             elif line.startswith("@result "):
                 result = json.loads(line[len("@result "):])
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None and result is None:
             proc.kill()
-        proc.wait(timeout=10)
+        # wait4 gives the load generator's own CPU time, to tell apart other load on the box
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            lg_cpu = usage.ru_utime + usage.ru_stime
+        except ChildProcessError:
+            proc.wait(timeout=10)
+            lg_cpu = 0.0
+    wall = time.monotonic() - t0
+    busy1 = machine_busy_s()
+    foreign = busy1[0] - busy0[0] - (cpu_seconds(srv.pid) - srv0) - lg_cpu
+    steal = busy1[1] - busy0[1]
     if result is None:
         result = {"error": "no result from the load generator: " + "".join(errors[-5:])}
     result["server_rss_kb"] = rss
     result["server_cpu_s"] = cpu
+    # Cores' worth of CPU used by other processes while this ran (other sessions' tests, ...).
+    result["other_load"] = round(max(foreign, 0.0) / wall, 2) if wall > 0 else None
+    result["steal"] = round(steal / wall, 2) if wall > 0 else None
     if "error" in result:
         print(f"    ! {srv.server.key} {scenario}: {result['error'][:300]}", flush=True)
     return result
@@ -271,6 +295,12 @@ def metrics(r: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
     m["missing"] = None if any(b is None for b in bad) else bad[0] + bad[2]
     m["out_of_order"] = None if any(b is None for b in bad) else bad[1] + bad[3]
     m["lg_cpu"] = _get(r, "A", "fast", "loadgen_cpu")
+    loads = [v.get("other_load") for v in r.values() if isinstance(v, dict)]
+    loads = [x for x in loads if isinstance(x, (int, float))]
+    m["other_load"] = max(loads) if loads else None
+    steals = [v.get("steal") for v in r.values() if isinstance(v, dict)]
+    steals = [x for x in steals if isinstance(x, (int, float))]
+    m["steal"] = max(steals) if steals else None
     rss = _get(r, "B", "server_rss_kb")
     conns = _get(r, "B", "connections")
     if rss and "before" in rss and "after" in rss and conns:
@@ -314,6 +344,8 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("d1_growth_mb", "D   server RSS growth, with it (MB)", "{:,.1f}", "lo"),
     ("d1_end_mb", "D   server RSS at the end, with it (MB)", "{:,.1f}", "lo"),
     ("stalled_fate", "D   the stalled reader at the end", "{}", ""),
+    ("other_load", "other processes' CPU, worst scenario (cores)", "{:.2f}", ""),
+    ("steal", "CPU stolen by the hypervisor, worst scenario (cores)", "{:.2f}", ""),
 ]
 
 
@@ -493,6 +525,11 @@ def main() -> int:
         report.append("note: the load generator used >= 0.9 of its core in the fast fan-out of "
                       + ", ".join(k for k, _ in lg) + ": those figures are a lower bound "
                       "(load-generator bound), and so are ratios against them.")
+    busy = [k for k, m in ms.items() if (m.get("other_load") or 0) + (m.get("steal") or 0) >= 0.15]
+    if busy:
+        report.append("warning: other processes or the hypervisor took >= 0.15 cores during some "
+                      "scenarios of " + ", ".join(busy) + " (see the last two rows): those figures are disturbed; rerun "
+                      "on a quiet machine (--only/--scenarios rerun a part).")
     text = "\n".join(report)
     print(text, flush=True)
     out = Path(args.json)
