@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable
 from typing import Any
@@ -159,7 +160,12 @@ def test_works_in_a_plain_threaded_program_and_import_wsroom_stays_light(
         print("ok")
         """
     )
+    # Outside the checkout, so the installed package is imported, not the source folder.
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tempfile.gettempdir(),
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
