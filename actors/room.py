@@ -59,14 +59,26 @@ class RoomActor(GeventActor):
 
     def on_receive(self, message: Any) -> Any:
         handler = self._handlers[type(message)]
-        if type(message) not in _TELLS:
-            return handler(message)  # an ask: the caller gets any exception
         try:
-            return handler(message)
-        except Exception:
-            # pykka stops an actor whose tell raised; one bad event must not end a room.
-            logger.exception("room %r failed to handle %r", self.room, message)
-            return None
+            if type(message) not in _TELLS:
+                return handler(message)  # an ask: the caller gets any exception
+            try:
+                return handler(message)
+            except Exception:
+                # pykka stops an actor whose tell raised; one bad event must not end a room.
+                logger.exception("room %r failed to handle %r", self.room, message)
+                return None
+        finally:
+            changes = self.state.take_presence_changes()
+            if changes:
+                self._announce(changes)
+
+    def _announce(self, changes: list[tuple[ParticipantID, Presence]]) -> None:
+        on_presence = getattr(self.hooks, "on_presence", None)
+        if on_presence is None:
+            return
+        for pid, presence in changes:
+            self._track(spawn_hook("on_presence", on_presence, self.room, pid, presence))
 
     # -- joins ----------------------------------------------------------------------------
 
@@ -204,15 +216,18 @@ class RoomActor(GeventActor):
 
     def _leave(self, leave: Leave | None) -> None:
         if leave is not None:
-            greenlet = spawn_hook(
-                "on_leave", self.hooks.on_leave, self.room, leave.pid, leave.reason
+            self._track(
+                spawn_hook("on_leave", self.hooks.on_leave, self.room, leave.pid, leave.reason)
             )
-            self._hooks_running = [g for g in self._hooks_running if not g.dead]
-            self._hooks_running.append(greenlet)
         if self.state.is_empty and not self.state.closed:
             self.state.closed = True
             self._closed_reason = None
             self.hub.tell(m.RoomGone(self.room, self.actor_ref))
+
+    def _track(self, greenlet: gevent.Greenlet[Any, Any]) -> None:
+        # Kept so stop() can wait for the hooks still running; finished ones are let go.
+        self._hooks_running = [g for g in self._hooks_running if not g.dead]
+        self._hooks_running.append(greenlet)
 
     def on_stop(self) -> None:
         if self._timer is not None:

@@ -84,6 +84,7 @@ class Member(Generic[C]):
     queue: OfflineQueue
     joined: bool = False
     live: bool = False
+    returning: bool = False  # a reconnect from OFFLINE whose on_join is running
     deadline: float | None = None
     last_close: Disconnected = attrs.field(factory=Disconnected)
 
@@ -122,6 +123,7 @@ class RoomState(Generic[C]):
         self._joined = 0
         self._next_gen = 0
         self._deadlines: list[tuple[float, int, ParticipantID]] = []
+        self._presence_changes: list[tuple[ParticipantID, Presence]] = []
 
     # -- joins -------------------------------------------------------------------------
 
@@ -142,6 +144,7 @@ class RoomState(Generic[C]):
             self.members[pid] = member
             return JoinTicket(member.gen, reconnect=False)
         replaced = member.conn
+        member.returning = member.joined and replaced is None
         member.gen = self._next_gen
         member.conn = conn
         member.live = False
@@ -157,6 +160,9 @@ class RoomState(Generic[C]):
         member = self.members.get(pid)
         if member is None or member.gen != gen or member.conn is None:
             return None
+        if member.returning:
+            member.returning = False
+            self._presence_changes.append((pid, Presence.ONLINE))
         if not member.joined:
             member.joined = True
             self._joined += 1
@@ -206,6 +212,7 @@ class RoomState(Generic[C]):
             return Leave(pid, member.last_close)
         self.requeue(pid, unsent)
         member.deadline = self.clock() + self.policy.grace_period
+        self._presence_changes.append((pid, Presence.OFFLINE))
         heapq.heappush(self._deadlines, (member.deadline, gen, pid))
         return None
 
@@ -266,6 +273,14 @@ class RoomState(Generic[C]):
             else:
                 dropped.append(pid)
         return queued, dropped
+
+    def take_presence_changes(self) -> list[tuple[ParticipantID, Presence]]:
+        """Members that went OFFLINE (into their grace period) or came back ONLINE (a reconnect
+        whose ``on_join`` returned) since the last call, in order."""
+        changes = self._presence_changes
+        if changes:
+            self._presence_changes = []
+        return changes
 
     def _remove(self, member: Member[C]) -> None:
         del self.members[member.pid]

@@ -243,3 +243,49 @@ def test_broadcast_excludes_and_reports(make_live) -> None:
     assert recv_json(socks["c"])["payload"] == "hey"
     live.hub.send_to("r", "b", env("only b"))
     assert recv_json(socks["b"])["payload"] == "only b"  # b never got "hey"
+
+
+def test_on_presence_reports_going_away_and_coming_back_but_not_joins_or_leaves(make_live) -> None:
+    live: Live = make_live(grace=0.4, queued=8)
+    seen: list[tuple[str, str, Presence]] = []
+    live.hooks.on_presence = lambda room, p, presence: seen.append((room, p, presence))  # type: ignore[method-assign]
+    ws = live.join("r", "alice")
+    live.join("r", "bob")
+    go_offline(live, ws, "r", "alice")
+    wait_until(lambda: seen == [("r", "alice", Presence.OFFLINE)])
+    live.join("r", "alice")
+    wait_until(lambda: len(seen) == 2)
+    assert seen[1] == ("r", "alice", Presence.ONLINE)
+    live.join("r", "alice")  # a replacement: online all along, no change to report
+    live.join("r", "carol").close()  # away, then its grace ends: a leave, not a presence change
+    wait_until(lambda: live.hooks.leaves_of("carol"))
+    assert seen[2:] == [("r", "carol", Presence.OFFLINE)]
+
+
+def test_hooks_without_on_presence_still_work(make_live) -> None:
+    class ThreeHooks:
+        def __init__(self) -> None:
+            self.left: list[str] = []
+
+        def on_join(self, jc: wsroom.JoinContext, client: wsroom.Client) -> None:
+            pass
+
+        def on_message(self, room: str, p: str, env: Envelope) -> None:
+            pass
+
+        def on_leave(self, room: str, p: str, reason: BaseException) -> None:
+            self.left.append(p)
+
+    hooks = ThreeHooks()
+    hub = wsroom.new_hub(hooks, wsroom.ReconnectPolicy(0.2, 4))
+    from wsroom.transport import make_handler, serve
+
+    server = serve(make_handler(hub, "r", wsroom.Identity("x"), lambda r, i: i.user_id), port=0)
+    try:
+        ws = websocket.create_connection(f"ws://127.0.0.1:{server.server_port}/", timeout=5)
+        wait_until(lambda: "r" in hub.rooms())
+        ws.close()
+        wait_until(lambda: hooks.left == ["x"])
+    finally:
+        hub.stop()
+        server.stop(timeout=1)

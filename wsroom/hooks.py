@@ -6,7 +6,7 @@ from typing import Protocol
 
 from .envelope import Envelope, encode
 from .errors import CloseConnection
-from .types import Identity, JoinContext, ParticipantID, RoomID
+from .types import Identity, JoinContext, ParticipantID, Presence, RoomID
 
 __all__ = ["Client", "HookSet", "Hooks", "Resolver"]
 
@@ -29,9 +29,14 @@ class Hooks:
         """A membership ended, exactly once: ``Disconnected``, ``GraceExpired``, ``RoomClosed``,
         ``HubStopped``, or the exception a rejected reconnect's ``on_join`` raised."""
 
+    def on_presence(self, room: RoomID, participant: ParticipantID, presence: Presence) -> None:
+        """Optional: a member went ``OFFLINE`` (its connection ended; it is inside its grace
+        period) or is back ``ONLINE`` (its reconnect's ``on_join`` returned). Not called for a
+        first join or a leave: ``on_join`` and ``on_leave`` say those."""
+
 
 class HookSet(Protocol):
-    """The shape of a hooks object."""
+    """The shape of a hooks object (``on_presence`` is optional and looked up by name)."""
 
     def on_join(self, jc: JoinContext, client: Client) -> None: ...
 

@@ -492,3 +492,34 @@ def test_heap_does_not_grow_without_bound_under_churn() -> None:
     assert [leave.pid for leave in state.expire()] == ["a"]
     assert state.next_deadline() is None
     assert state.is_empty
+
+
+# -- presence changes --------------------------------------------------------------------
+
+
+def test_presence_changes_report_grace_entry_and_return_only() -> None:
+    state, clock = make_state(grace=10.0)
+    join(state, "a", "c1")
+    assert state.take_presence_changes() == []  # a first join is on_join's news
+    state.disconnect(P("a"), state.members[P("a")].gen, 1006, "")
+    assert state.take_presence_changes() == [(P("a"), Presence.OFFLINE)]
+    assert state.take_presence_changes() == []
+    join(state, "a", "c2")
+    assert state.take_presence_changes() == [(P("a"), Presence.ONLINE)]
+    join(state, "a", "c3")  # replaced while online: no change
+    assert state.take_presence_changes() == []
+    state.disconnect(P("a"), state.members[P("a")].gen, 1006, "")
+    assert state.take_presence_changes() == [(P("a"), Presence.OFFLINE)]
+    clock.now += 11
+    assert len(state.expire()) == 1
+    assert state.take_presence_changes() == []  # the expiry is on_leave's news
+
+
+def test_a_refused_return_is_not_reported_online() -> None:
+    state, _ = make_state(grace=10.0)
+    join(state, "a", "c1")
+    state.disconnect(P("a"), state.members[P("a")].gen, 1006, "")
+    state.take_presence_changes()
+    ticket = state.begin_join(P("a"), "c2")
+    state.fail_join(P("a"), ticket.gen, RuntimeError("no"))
+    assert state.take_presence_changes() == []
