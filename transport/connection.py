@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
-import gevent.event
 from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
@@ -71,28 +70,31 @@ class Connection:
 
     def __init__(self, environ: dict[str, Any], options: ConnectionOptions) -> None:
         self.options = options
-        self._server = ServerSocket(environ, compression=options.compression)
-        self._ws = self._server.ws
-        self._sock: socket.socket = self._server.sock
+        server = ServerSocket(environ, compression=options.compression)
+        # Past the handshake only the socket and the wsproto connection are needed; the
+        # handshake objects (h11 state, simple-websocket's buffers) are let go.
+        self._ws = server.ws.connection
+        self._sock: socket.socket = server.sock
         self.outbox: Outbox[OutFrame] = Outbox(
             options.outbox_max_messages, options.outbox_max_bytes, OutFrame.size_of
         )
         self._control: deque[bytes] = deque()
-        self._wake = gevent.event.Event()
         # Without an extension, the shared pre-built frame bytes go out as they are; with
         # permessage-deflate each connection must frame (and compress) through wsproto.
         self._prebuilt = not options.compression
-        # The socket's non-blocking core, for writing in the caller's greenlet when the writer
-        # is idle and nothing is queued: a send that completes costs no greenlet switch.
-        self._raw: Any = getattr(self._sock, "_sock", None) if self._prebuilt else None
-        self._writer_idle = False
-        self._partial: memoryview | None = None  # the rest of a frame the fast path began
+        # The socket's non-blocking core: with no writer running, nothing is queued, and the
+        # caller writes at once; a send that completes costs no greenlet at all.
+        self._raw: Any = getattr(self._sock, "_sock", None)
+        self._partial: memoryview | None = None  # the rest of a write the fast path began
+        self._close_sent = False
         self._closing: tuple[int, str] | None = None  # a close the server asked for
         self._finished = False  # the read side is over: write what is left and shut the socket
         self._abort_timer: Any = None
         self._pong_due = False  # a ping went out and no pong came back yet
         self._read_busy = False  # the reader is handling what it read, not waiting in recv
-        self._writer = gevent.spawn(self._write_loop)
+        # Spawned only while something waits to be written (most connections are idle, and
+        # most writes complete at once), and gone once all is written.
+        self._writer: gevent.Greenlet[Any, Any] | None = None
 
     # -- the write side -------------------------------------------------------------------
 
@@ -106,32 +108,39 @@ class Connection:
             frame = OutFrame(frame)
         assert isinstance(frame, OutFrame)
         if (
-            self._writer_idle
-            and self._raw is not None
-            and self._ws.state is ConnectionState.OPEN
-            and self._partial is None
+            self._writer is None
+            and self._prebuilt
             and self._closing is None
             and not self._finished
-            and not self.outbox
-            and not self._control
+            and self._ws.state is OPEN
+            and self._write_now(frame.wire)
         ):
-            wire = frame.wire
-            try:
-                sent = self._raw.send(wire)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                sent = -1  # broken: let the writer find out and end the connection
-            if sent == len(wire):
-                return True
-            if sent > 0:
-                self._partial = memoryview(wire)[sent:]
-                self._wake.set()
-                return True
+            return True
         if not self.outbox.push(frame):
             return False
-        self._wake.set()
+        self._kick()
         return True
+
+    def _write_now(self, data: bytes) -> bool:
+        # Only with no writer running (so nothing is queued ahead): write what the socket takes
+        # without waiting; the writer finishes the rest first. False: nothing was written.
+        raw = self._raw
+        if raw is None:
+            return False
+        try:
+            sent = raw.send(data)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return False  # broken: the writer will find out and end the connection
+        if sent < len(data):
+            self._partial = memoryview(data)[sent:]
+            self._kick()
+        return True
+
+    def _kick(self) -> None:
+        if self._writer is None:
+            self._writer = gevent.spawn(self._write_loop)
 
     def take_unsent(self) -> list[OutFrame]:
         """Frames queued but not yet written, for the offline queue."""
@@ -152,7 +161,7 @@ class Connection:
         # A close frame's reason has room for 123 bytes of UTF-8 (RFC 6455 §5.5).
         reason = reason.encode()[:123].decode("utf-8", "ignore")
         self._closing = (code, reason)
-        self._wake.set()
+        self._kick()
         wait = self.options.close_timeout if linger is None else linger
         self._abort_timer = gevent.get_hub().loop.timer(wait)
         self._abort_timer.start(self._abort)
@@ -165,53 +174,46 @@ class Connection:
             pass
 
     def _send_control(self, data: bytes) -> None:
-        if data:
-            self._control.append(data)
-            self._wake.set()
+        if not data:
+            return
+        if self._writer is None and self._write_now(data):
+            return
+        self._control.append(data)
+        self._kick()
 
     def _write_loop(self) -> None:
+        # The one greenlet that may block writing; it ends when nothing is left to write.
         sock = self._sock
         ws = self._ws
         outbox = self.outbox
         control = self._control
-        close_sent = False
-        prebuilt = self._prebuilt
         try:
             while True:
-                self._writer_idle = True
-                self._wake.wait()
-                self._writer_idle = False
-                self._wake.clear()
-                while True:
-                    if self._partial is not None:
-                        rest, self._partial = self._partial, None
-                        sock.sendall(rest)
-                    elif control:
-                        sock.sendall(control.popleft())
-                    elif self._closing is not None and not close_sent:
-                        close_sent = True
-                        if ws.state is ConnectionState.OPEN:
-                            code, reason = self._closing
-                            sock.sendall(ws.send(CloseConnection(code, reason or None)))
-                    elif (
-                        outbox and self._closing is None and not self._finished and ws.state is OPEN
-                    ):
-                        frame = outbox.pop()
-                        assert frame is not None
-                        if prebuilt:
-                            sock.sendall(frame.wire)
-                        else:
-                            sock.sendall(ws.send(TextMessage(frame.text)))
+                if self._partial is not None:
+                    rest, self._partial = self._partial, None
+                    sock.sendall(rest)
+                elif control:
+                    sock.sendall(control.popleft())
+                elif self._closing is not None and not self._close_sent:
+                    self._close_sent = True
+                    if ws.state is OPEN:
+                        code, reason = self._closing
+                        sock.sendall(ws.send(CloseConnection(code, reason or None)))
+                elif outbox and self._closing is None and not self._finished and ws.state is OPEN:
+                    frame = outbox.pop()
+                    assert frame is not None
+                    if self._prebuilt:
+                        sock.sendall(frame.wire)
                     else:
-                        break
-                if self._finished:
+                        sock.sendall(ws.send(TextMessage(frame.text)))
+                else:
                     return
         except (OSError, LocalProtocolError) as exc:
             logger.debug("writer stopped: %r", exc)
+            self._finished = True
             self._abort()
         finally:
-            self._writer_idle = False
-            self._finished = True
+            self._writer = None
 
     # -- the read side --------------------------------------------------------------------
 
@@ -301,10 +303,10 @@ class Connection:
     def _finish(self) -> None:
         # Let the writer flush any close reply, then shut the socket whatever happens.
         self._finished = True
-        self._wake.set()
-        self._writer.join(timeout=self.options.close_timeout)
-        if not self._writer.dead:
-            self._abort()
+        writer = self._writer
+        if writer is not None:
+            writer.join(timeout=self.options.close_timeout)
+        self._abort()
         if self._abort_timer is not None:
             self._abort_timer.close()
         try:
