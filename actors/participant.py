@@ -84,6 +84,8 @@ class ParticipantActor(GeventActor):
             self.conn.close(1001, "hub stopped")
             return
         ticket = self._ticket
+        # Lets this participant's hooks reach their own room without the hub (Hub._own_room).
+        self.greenlet.wsroom_room = (self.hub, self.room, self._room_ref)
         jc = JoinContext(self.room, self.pid, self.identity, ticket.reconnect)
         exc = call_hook("on_join", self.hooks.on_join, jc, Client(self.conn))
         if exc is not None:

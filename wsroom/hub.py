@@ -113,15 +113,22 @@ class Hub:
         self, room: RoomID | str, participant: ParticipantID | str, envelope: Envelope
     ) -> Delivery:
         """Deliver ``envelope`` to one member: ``SENT`` if live, ``QUEUED`` if offline."""
-        frame = Encoded(encode(envelope))
-        return self._call(lambda: self.proxy.send_to(room, participant, frame))  # type: ignore[no-any-return]
+        frame = encode(envelope)
+        return self._to_room(  # type: ignore[no-any-return]
+            room,
+            m.SendTo(ParticipantID(participant), frame),
+            lambda: self.proxy.send_to(room, participant, Encoded(frame)),
+        )
 
     def broadcast(
         self, room: RoomID | str, envelope: Envelope, exclude: Iterable[ParticipantID | str] = ()
     ) -> BroadcastReport:
         """Deliver ``envelope`` to every member but ``exclude``, encoded once for all."""
-        frame = Encoded(encode(envelope))
-        return self._call(lambda: self.proxy.broadcast(room, frame, tuple(exclude)))  # type: ignore[no-any-return]
+        frame = encode(envelope)
+        skip = frozenset(ParticipantID(p) for p in exclude)
+        return self._to_room(  # type: ignore[no-any-return]
+            room, m.Broadcast(frame, skip), lambda: self.proxy.broadcast(room, Encoded(frame), skip)
+        )
 
     def close_room(self, room: RoomID | str) -> None:
         """Close every connection with 4000, end every membership with ``RoomClosed``."""
@@ -134,6 +141,24 @@ class Hub:
     def members(self, room: RoomID | str) -> dict[ParticipantID, Presence]:
         """Every member of ``room``, ``ONLINE`` or ``OFFLINE`` (inside its grace period)."""
         return self._call(lambda: self.proxy.members(room))  # type: ignore[no-any-return]
+
+    def _to_room(self, room: RoomID | str, msg: Any, via_hub: Callable[[], Any]) -> Any:
+        """Ask ``room``'s actor directly when the caller is a hook of one of its participants,
+        else through the hub actor.
+
+        A participant holds its room's ref (the hub gave it at the join), so its hooks skip a
+        mailbox hop on the commonest path: a reply or a broadcast from ``on_message``.
+        """
+        context = getattr(gevent.getcurrent(), "wsroom_room", None)
+        if context is not None and context[0] is self._ref and context[1] == room:
+            if not self._ref.is_alive():
+                raise HubStopped()
+            own: pykka.ActorRef[Any] = context[2]
+            try:
+                return own.ask(msg, block=False).get()
+            except pykka.ActorDeadError:
+                pass  # that room was reaped; the hub knows whether a new one stands there
+        return self._call(via_hub)
 
     def _call(self, call: Callable[[], Any]) -> Any:
         try:
