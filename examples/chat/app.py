@@ -7,8 +7,10 @@ Each browser tab is one participant, identified by a session id the page keeps i
 ``sessionStorage``: a reload, or a network drop shorter than the grace period, brings it back as
 the same participant, and the hub flushes what was said meanwhile, in order, after ``on_join``.
 
-The application's own state (history, names, last presence) lives in one pykka actor,
-``ChatState``; the hooks talk to it through a proxy made once.
+The application's own state (history, names, presence) lives in one pykka actor, ``ChatState``;
+the hooks talk to it through a proxy made once. Presence is pushed, never polled: ``on_join`` (a
+first join: online), ``on_presence`` (away inside the grace period, and back) and ``on_leave``
+(gone) each tell the actor, which broadcasts the new list through the hub's proxy.
 """
 
 from __future__ import annotations
@@ -49,14 +51,19 @@ def clean_name(name: str) -> str:
 
 
 class ChatState(GeventActor):
-    """Owns every room's history, the members' names and the last presence sent."""
+    """Owns every room's history, the members' names and their presence.
 
-    def __init__(self) -> None:
+    It sends presence lists itself, through the hub's proxy: asks from one actor stay in order,
+    so the latest list is always the last one a page gets.
+    """
+
+    def __init__(self, hub_proxy: Any) -> None:
         super().__init__()
+        self.hub_proxy = hub_proxy
         self.history: dict[str, deque[dict[str, Any]]] = {}
         self.seq: dict[str, int] = {}
         self.names: dict[tuple[str, str], str] = {}
-        self.presence: dict[str, list[dict[str, Any]]] = {}
+        self.presence: dict[str, dict[str, str]] = {}  # room -> pid -> "online" | "away"
         self.epoch: dict[str, str] = {}  # a room's history id: a new one when it is recreated
 
     def _append(self, room: str, entry: dict[str, Any]) -> dict[str, Any]:
@@ -69,17 +76,39 @@ class ChatState(GeventActor):
         return entry
 
     def joined(self, room: str, pid: str, name: str, first: bool) -> dict[str, Any] | None:
-        """Record a member's name; a first join also goes into the history as a notice."""
+        """Record a member's name. A first join is online, told to the others and goes into the
+        history as a notice; a reconnect gets the list queued behind what it missed (whether it
+        is back is ``on_presence``'s news)."""
         self.names[(room, pid)] = name
-        if first:
-            return self._append(room, {"kind": "joined", "from": pid, "name": name})
-        return None
+        if not first:
+            self.send_roster(room, pid)
+            return None
+        self.set_presence(room, pid, "online")
+        return self._append(room, {"kind": "joined", "from": pid, "name": name})
+
+    def set_presence(self, room: str, pid: str, state: str) -> None:
+        """A member is "online" or "away"; a member that already left stays gone."""
+        if (room, pid) in self.names and self.presence.setdefault(room, {}).get(pid) != state:
+            self.presence[room][pid] = state
+            self.hub_proxy.broadcast(room, wsroom.Envelope("presence", self._roster(room)))
 
     def left(self, room: str, pid: str) -> dict[str, Any] | None:
+        """A membership ended: off the list, and a notice; an empty room forgets its history."""
         name = self.names.pop((room, pid), None)
+        members = self.presence.get(room, {})
+        members.pop(pid, None)
+        if not members:
+            for per_room in (self.presence, self.history, self.seq, self.epoch):
+                per_room.pop(room, None)
+            return None
+        self.hub_proxy.broadcast(room, wsroom.Envelope("presence", self._roster(room)))
         if name is None:
             return None
         return self._append(room, {"kind": "left", "from": pid, "name": name})
+
+    def send_roster(self, room: str, pid: str) -> None:
+        """The presence list for one member (a first join asks for it with its ``sync``)."""
+        self.hub_proxy.send_to(room, pid, wsroom.Envelope("presence", self._roster(room)))
 
     def post(self, room: str, pid: str, text: str) -> dict[str, Any]:
         name = self.names.get((room, pid), "anonymous")
@@ -91,36 +120,23 @@ class ChatState(GeventActor):
     def since(self, room: str, after: int) -> list[dict[str, Any]]:
         return [e for e in self.history.get(room, ()) if e["seq"] > after]
 
-    def roster(self, room: str, members: dict[str, str]) -> list[dict[str, Any]] | None:
-        """The presence list for ``members`` (pid -> "online" | "away"); None if unchanged."""
-        people = sorted(
-            (
-                {"id": pid, "name": self.names.get((room, pid), "anonymous"), "state": state}
-                for pid, state in members.items()
-            ),
-            key=lambda p: (p["name"].lower(), p["id"]),
+    def _roster(self, room: str) -> list[dict[str, Any]]:
+        people = (
+            {"id": pid, "name": self.names.get((room, pid), "anonymous"), "state": state}
+            for pid, state in self.presence.get(room, {}).items()
         )
-        if self.presence.get(room) == people:
-            return None
-        if people:
-            self.presence[room] = people
-        else:
-            self.presence.pop(room, None)
-            self.history.pop(room, None)  # an empty room forgets its history
-            self.seq.pop(room, None)
-            self.epoch.pop(room, None)
-        return people
-
-    def rooms(self) -> list[str]:
-        return list(self.presence)
+        return sorted(people, key=lambda p: (p["name"].lower(), p["id"]))
 
 
 class ChatHooks(wsroom.Hooks):
-    def __init__(self, state: Any) -> None:
-        self.state = state  # the ChatState proxy, made once
+    """Turn hub events into calls on the ``ChatState`` actor."""
+
+    def __init__(self) -> None:
+        self.state: Any = None  # the ChatState proxy, made once
         self.hub: wsroom.Hub | None = None
 
     def on_join(self, jc: wsroom.JoinContext, client: wsroom.Client) -> None:
+        """Greet the member; a first join is also "online" and a "joined" notice."""
         assert self.hub is not None
         name = clean_name(jc.identity.user_id)
         notice = self.state.joined(jc.room, jc.participant, name, not jc.reconnect).get()
@@ -152,10 +168,19 @@ class ChatHooks(wsroom.Hooks):
             after = payload.get("after", 0)
             missed = self.state.since(room, after if isinstance(after, int) else 0).get()
             self.hub.send_to(room, participant, wsroom.Envelope("messages", missed))
+            self.state.send_roster(room, participant)  # likewise for who came and went
+
+    def on_presence(
+        self, room: wsroom.RoomID, participant: wsroom.ParticipantID, presence: wsroom.Presence
+    ) -> None:
+        """Away inside the grace period, or back: the actor tells the room."""
+        online = presence is wsroom.Presence.ONLINE
+        self.state.set_presence(room, participant, "online" if online else "away")
 
     def on_leave(
         self, room: wsroom.RoomID, participant: wsroom.ParticipantID, reason: BaseException
     ) -> None:
+        """Gone for good: off the presence list, and a "left" notice."""
         notice = self.state.left(room, participant).get()
         if notice is not None:
             self._broadcast(room, notice)
@@ -168,33 +193,6 @@ class ChatHooks(wsroom.Hooks):
             pass  # the room emptied meanwhile
 
 
-def watch_presence(hub: wsroom.Hub, state: Any, every: float) -> None:
-    """Broadcast each room's presence list when it changes. The hub has no hook for a member
-    going away inside its grace period, so this polls ``hub.members()``."""
-    while True:
-        try:
-            rooms = set(hub.rooms()) | set(state.rooms().get())
-        except wsroom.HubStopped:
-            return
-        for room in rooms:
-            try:
-                members = {
-                    pid: "online" if p is wsroom.Presence.ONLINE else "away"
-                    for pid, p in hub.members(room).items()
-                }
-            except wsroom.RoomNotFound:
-                members = {}
-            except wsroom.HubStopped:
-                return
-            people = state.roster(room, members).get()
-            if people:
-                try:
-                    hub.broadcast(room, wsroom.Envelope("presence", people))
-                except (wsroom.RoomNotFound, wsroom.HubStopped):
-                    pass
-        gevent.sleep(every)
-
-
 def resolve(room: wsroom.RoomID, identity: wsroom.Identity) -> str:
     """The participant is the tab's session id; refuse (403) anything else."""
     if not SID_RE.match(identity.session_id):
@@ -202,15 +200,12 @@ def resolve(room: wsroom.RoomID, identity: wsroom.Identity) -> str:
     return identity.session_id
 
 
-def create_app(
-    grace: float = 30.0, queued: int = 256, presence_every: float = 0.25
-) -> tuple[flask.Flask, wsroom.Hub]:
+def create_app(grace: float = 30.0, queued: int = 256) -> tuple[flask.Flask, wsroom.Hub]:
     """The Flask app and its hub (stop it with ``hub.stop()``)."""
-    state = ChatState.start().proxy()
-    hooks = ChatHooks(state)
+    hooks = ChatHooks()  # the hub and the state need each other: wire them after
     hub = wsroom.new_hub(hooks, wsroom.ReconnectPolicy(grace, queued))
     hooks.hub = hub
-    gevent.spawn(watch_presence, hub, state, presence_every)
+    hooks.state = ChatState.start(hub.proxy).proxy()
 
     app = flask.Flask(__name__, static_folder=str(HERE / "static"), static_url_path="/static")
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 0

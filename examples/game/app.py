@@ -43,7 +43,12 @@ StartResponse = Callable[..., Any]
 
 
 class GameHooks(wsroom.Hooks):
-    """Turn hub events into commands for the game actors."""
+    """Turn hub events into commands for the game actors.
+
+    A player's seat is online from its join (``on_join``), offline while it is inside its grace
+    period and online again when it is back (``on_presence``), and free once it left
+    (``on_leave``); the game actor broadcasts each new state itself.
+    """
 
     def __init__(self, lobby: Any) -> None:
         self.lobby = lobby  # the Lobby proxy, made once
@@ -90,26 +95,13 @@ class GameHooks(wsroom.Hooks):
         except wsroom.HubStopped:
             pass
 
-
-def watch_presence(hub: wsroom.Hub, lobby: Any, every: float) -> None:
-    """Tell each game which players are connected; the hub has no hook for "dropped, inside the
-    grace period", so this polls ``hub.members()``."""
-    while True:
-        try:
-            rooms = lobby.rooms().get()
-        except Exception:  # noqa: BLE001 -- the lobby stopped
-            return
-        for room in rooms:
-            try:
-                members = hub.members(room)
-            except wsroom.RoomNotFound:
-                continue
-            except wsroom.HubStopped:
-                return
-            game = lobby.find(room).get()
-            if game is not None:
-                game.presence({p: s is wsroom.Presence.ONLINE for p, s in members.items()})
-        gevent.sleep(every)
+    def on_presence(
+        self, room: wsroom.RoomID, participant: wsroom.ParticipantID, presence: wsroom.Presence
+    ) -> None:
+        """Dropped inside the grace period (the other player sees "reconnecting…"), or back."""
+        game = self.lobby.find(room).get()
+        if game is not None:
+            game.presence(participant, presence is wsroom.Presence.ONLINE)
 
 
 def identity(environ: Environ) -> wsroom.Identity:
@@ -150,7 +142,7 @@ def _plain(
 
 
 def create_app(
-    grace: float = 30.0, presence_every: float = 0.25
+    grace: float = 30.0,
 ) -> tuple[Callable[[Environ, StartResponse], Iterable[bytes]], wsroom.Hub]:
     """The WSGI app (a tiny router) and its hub."""
     hooks = GameHooks(None)  # the hub and the lobby need each other: wire them after
@@ -158,7 +150,6 @@ def create_app(
     lobby = Lobby.start(hub).proxy()
     hooks.lobby = lobby
     hooks.hub = hub
-    gevent.spawn(watch_presence, hub, lobby, presence_every)
 
     ws = make_handler(hub, lambda env: str(env["PATH_INFO"]).rsplit("/", 1)[-1], identity, resolve)
     js = client_js_app()

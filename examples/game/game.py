@@ -89,14 +89,12 @@ class Game(GeventActor):
         self._changed()
         return None
 
-    def presence(self, members: dict[str, bool]) -> None:
-        """Who of the players is connected (False: dropped, inside the grace period)."""
-        changed = False
-        for seat in self.seats.values():
-            if seat is not None and seat["id"] in members and seat["online"] != members[seat["id"]]:
-                seat["online"] = members[seat["id"]]
-                changed = True
-        if changed:
+    def presence(self, pid: str, online: bool) -> None:
+        """A player dropped (False: inside its grace period, its seat kept) or is back."""
+        mark = self.mark_of(pid)
+        seat = self.seats[mark] if mark is not None else None
+        if seat is not None and seat["online"] != online:
+            seat["online"] = online
             self._changed()
 
     def left(self, pid: str) -> None:
@@ -168,9 +166,6 @@ class Lobby(GeventActor):
         proxy = self.games.pop(room, None)
         if proxy is not None:
             proxy.actor_ref.stop(block=False)
-
-    def rooms(self) -> list[str]:
-        return list(self.games)
 
     def on_stop(self) -> None:
         for proxy in self.games.values():
