@@ -50,12 +50,15 @@ class GeventFuture(pykka.Future[T]):
         self._result: gevent.event.AsyncResult = gevent.event.AsyncResult()
 
     def get(self, *, timeout: float | None = None) -> Any:
-        try:
+        if self._get_hook is not None:
+            # Only then is pykka's own get() of use; otherwise it raises NotImplementedError
+            # for the runtime to catch, which would cost a raise on every ask.
             return super().get(timeout=timeout)
-        except NotImplementedError:
-            pass
+        result = self._result
         try:
-            value = self._result.get(timeout=timeout)
+            value = (
+                result.get() if timeout is None or result.ready() else result.get(timeout=timeout)
+            )
         except gevent.Timeout:
             raise pykka.Timeout(f"{timeout} seconds") from None
         while isinstance(value, pykka.Future):

@@ -144,7 +144,10 @@ class RoomState(Generic[C]):
             self.members[pid] = member
             return JoinTicket(member.gen, reconnect=False)
         replaced = member.conn
-        member.returning = member.joined and replaced is None
+        # Coming back from OFFLINE, or replacing such a return before its on_join returned.
+        member.returning = member.joined and (
+            replaced is None or (member.returning and not member.live)
+        )
         member.gen = self._next_gen
         member.conn = conn
         member.live = False

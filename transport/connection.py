@@ -95,6 +95,9 @@ class Connection:
         # Spawned only while something waits to be written (most connections are idle, and
         # most writes complete at once), and gone once all is written.
         self._writer: gevent.Greenlet[Any, Any] | None = None
+        # Whether push() may write at once: no writer running, open, no close under way. Kept
+        # up to date where those change, so the per-member check in a broadcast is one read.
+        self._direct = self._raw is not None and self._prebuilt
 
     # -- the write side -------------------------------------------------------------------
 
@@ -107,14 +110,7 @@ class Connection:
         if type(frame) is str:
             frame = OutFrame(frame)
         assert isinstance(frame, OutFrame)
-        if (
-            self._writer is None
-            and self._prebuilt
-            and self._closing is None
-            and not self._finished
-            and self._ws.state is OPEN
-            and self._write_now(frame.wire)
-        ):
+        if self._direct and self._write_now(frame.wire):
             return True
         if not self.outbox.push(frame):
             return False
@@ -140,7 +136,18 @@ class Connection:
 
     def _kick(self) -> None:
         if self._writer is None:
+            self._direct = False
             self._writer = gevent.spawn(self._write_loop)
+
+    def _refresh_direct(self) -> None:
+        self._direct = (
+            self._writer is None
+            and self._prebuilt
+            and self._raw is not None
+            and self._closing is None
+            and not self._finished
+            and self._ws.state is OPEN
+        )
 
     def take_unsent(self) -> list[OutFrame]:
         """Frames queued but not yet written, for the offline queue."""
@@ -161,6 +168,7 @@ class Connection:
         # A close frame's reason has room for 123 bytes of UTF-8 (RFC 6455 §5.5).
         reason = reason.encode()[:123].decode("utf-8", "ignore")
         self._closing = (code, reason)
+        self._direct = False
         self._kick()
         wait = self.options.close_timeout if linger is None else linger
         self._abort_timer = gevent.get_hub().loop.timer(wait)
@@ -214,6 +222,7 @@ class Connection:
             self._abort()
         finally:
             self._writer = None
+            self._refresh_direct()
 
     # -- the read side --------------------------------------------------------------------
 
@@ -281,6 +290,7 @@ class Connection:
                 elif isinstance(event, Pong):
                     self._pong_due = False
                 elif isinstance(event, CloseConnection):
+                    self._direct = False  # no data frame may follow a close frame
                     if ws.state is ConnectionState.REMOTE_CLOSING:
                         self._send_control(ws.send(event.response()))
                     elif ws.state is ConnectionState.OPEN:
@@ -303,6 +313,7 @@ class Connection:
     def _finish(self) -> None:
         # Let the writer flush any close reply, then shut the socket whatever happens.
         self._finished = True
+        self._direct = False
         writer = self._writer
         if writer is not None:
             writer.join(timeout=self.options.close_timeout)

@@ -98,8 +98,13 @@ def test_decode_is_strict_about_the_type_string() -> None:
 
 
 def test_decode_names_the_kind_of_non_object() -> None:
-    for text, kind in [("[1]", "an array"), ('"s"', "a string"), ("null", "null"),
-                       ("false", "a boolean"), ("3.5", "a number")]:
+    for text, kind in [
+        ("[1]", "an array"),
+        ('"s"', "a string"),
+        ("null", "null"),
+        ("false", "a boolean"),
+        ("3.5", "a number"),
+    ]:
         with pytest.raises(BadEnvelope, match=kind):
             decode(text)
 

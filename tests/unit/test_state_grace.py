@@ -523,3 +523,16 @@ def test_a_refused_return_is_not_reported_online() -> None:
     ticket = state.begin_join(P("a"), "c2")
     state.fail_join(P("a"), ticket.gen, RuntimeError("no"))
     assert state.take_presence_changes() == []
+
+
+def test_a_return_replaced_before_its_on_join_returned_is_still_reported_online() -> None:
+    state, _ = make_state(grace=10.0)
+    join(state, "a", "c1")
+    state.disconnect(P("a"), state.members[P("a")].gen, 1006, "")
+    state.take_presence_changes()
+    first = state.begin_join(P("a"), "c2")
+    second = state.begin_join(P("a"), "c3")
+    assert first.reconnect and second.reconnect and second.replaced == "c2"
+    assert state.complete_join(P("a"), first.gen) is None
+    assert state.complete_join(P("a"), second.gen) == []
+    assert state.take_presence_changes() == [(P("a"), Presence.ONLINE)]
