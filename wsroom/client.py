@@ -8,7 +8,7 @@ Needs the ``client`` extra (``pip install "wsroom[client]"``, which brings ``web
     with connect("ws://127.0.0.1:8080/ws/lobby?user=bot") as client:
         client.send("chat", {"text": "hello"})
         for envelope in client:          # until the connection is closed for good
-            print(envelope.type, envelope.payload)
+            handle(envelope.type, envelope.payload)
 
 One background thread per client reads frames and reconnects after a drop, with exponential
 backoff and jitter, unless the server's close code says not to (see ``FINAL_CODES``). It works
