@@ -32,7 +32,7 @@ OPEN = ConnectionState.OPEN
 
 
 class ConnectionOptions:
-    """The per-connection limits, taken from the hub's options once."""
+    """The per-connection limits: the options of ``new_hub`` other than ``allowed_origins``."""
 
     __slots__ = (
         "close_timeout",
@@ -53,11 +53,20 @@ class ConnectionOptions:
         compression: bool = False,
         close_timeout: float = 5.0,
     ) -> None:
+        for name, value in (
+            ("max_message_size", max_message_size),
+            ("outbox_max_messages", outbox_max_messages),
+            ("outbox_max_bytes", outbox_max_bytes),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if ping_interval < 0 or close_timeout <= 0:
+            raise ValueError("ping_interval must be >= 0 and close_timeout > 0")
         self.max_message_size = max_message_size
         self.ping_interval = ping_interval
         self.outbox_max_messages = outbox_max_messages
         self.outbox_max_bytes = outbox_max_bytes
-        self.compression = compression
+        self.compression = bool(compression)
         self.close_timeout = close_timeout
 
 

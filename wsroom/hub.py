@@ -45,41 +45,16 @@ T = TypeVar("T")
 
 
 class HubOptions:
-    """The keyword options of ``new_hub``, checked once."""
+    """The keyword options of ``new_hub``, checked once: ``allowed_origins`` here, the
+    per-connection limits (and their defaults) in ``ConnectionOptions``."""
 
     __slots__ = ("allowed_origins", "connection")
 
-    def __init__(
-        self,
-        *,
-        max_message_size: int = 65536,
-        ping_interval: float = 25.0,
-        outbox_max_messages: int = 1024,
-        outbox_max_bytes: int = 4 * 1024 * 1024,
-        allowed_origins: Sequence[str] | None = None,
-        compression: bool = False,
-        close_timeout: float = 5.0,
-    ) -> None:
-        for name, value in (
-            ("max_message_size", max_message_size),
-            ("outbox_max_messages", outbox_max_messages),
-            ("outbox_max_bytes", outbox_max_bytes),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if ping_interval < 0 or close_timeout <= 0:
-            raise ValueError("ping_interval must be >= 0 and close_timeout > 0")
+    def __init__(self, *, allowed_origins: Sequence[str] | None = None, **connection: Any) -> None:
         if isinstance(allowed_origins, str):
             raise TypeError("allowed_origins takes a list of patterns, not one string")
         self.allowed_origins = None if allowed_origins is None else tuple(allowed_origins)
-        self.connection = ConnectionOptions(
-            max_message_size=max_message_size,
-            ping_interval=ping_interval,
-            outbox_max_messages=outbox_max_messages,
-            outbox_max_bytes=outbox_max_bytes,
-            compression=bool(compression),
-            close_timeout=close_timeout,
-        )
+        self.connection = ConnectionOptions(**connection)
 
 
 def new_hub(hooks: HookSet, policy: ReconnectPolicy, **options: Any) -> Hub:

@@ -5,38 +5,21 @@ from __future__ import annotations
 import random
 
 import pytest
+from roomstate_support import FakeClock, P, join
+from roomstate_support import make_state as _make_state
 
-from wsroom.actors.state import JoinTicket, Leave, RoomState
+from wsroom.actors.state import Leave, RoomState
 from wsroom.errors import (
     Disconnected,
     GraceExpired,
     ParticipantNotFound,
     ParticipantOffline,
 )
-from wsroom.types import Delivery, ParticipantID, Presence, ReconnectPolicy
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def P(name: str) -> ParticipantID:
-    return ParticipantID(name)
+from wsroom.types import Delivery, Presence, ReconnectPolicy
 
 
 def make_state(grace: float = 10.0, queued: int = 3) -> tuple[RoomState[str], FakeClock]:
-    clock = FakeClock()
-    return RoomState(ReconnectPolicy(grace, queued), clock), clock
-
-
-def join(state: RoomState[str], pid: str, conn: str) -> JoinTicket[str]:
-    ticket = state.begin_join(P(pid), conn)
-    assert state.complete_join(P(pid), ticket.gen) is not None
-    return ticket
+    return _make_state(grace, queued, now=1000.0)
 
 
 # -- going offline ---------------------------------------------------------------------------

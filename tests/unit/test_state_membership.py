@@ -3,39 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from roomstate_support import P, join, make_state
 
-from wsroom.actors.state import JoinTicket, Leave, RoomState
+from wsroom.actors.state import JoinTicket, Leave
 from wsroom.errors import (
     Disconnected,
     ParticipantNotFound,
     ParticipantOffline,
     RoomClosed,
 )
-from wsroom.types import Delivery, ParticipantID, Presence, ReconnectPolicy
-
-
-class FakeClock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def P(name: str) -> ParticipantID:
-    return ParticipantID(name)
-
-
-def make_state(grace: float = 10.0, queued: int = 4) -> tuple[RoomState[str], FakeClock]:
-    clock = FakeClock()
-    return RoomState(ReconnectPolicy(grace, queued), clock), clock
-
-
-def join(state: RoomState[str], pid: str, conn: str) -> JoinTicket[str]:
-    ticket = state.begin_join(P(pid), conn)
-    assert state.complete_join(P(pid), ticket.gen) is not None
-    return ticket
-
+from wsroom.types import Delivery, Presence
 
 # -- first joins -----------------------------------------------------------------------------
 
