@@ -16,15 +16,11 @@ from gevent import monkey
 monkey.patch_all()
 
 import os  # noqa: E402
-import signal  # noqa: E402
 from typing import Any  # noqa: E402
 from urllib.parse import parse_qs  # noqa: E402
 
-import gevent  # noqa: E402
-import gevent.event  # noqa: E402
-
 import wsroom  # noqa: E402
-from wsroom.transport import make_handler, serve  # noqa: E402
+from wsroom.transport import make_handler, run_until_signal, serve  # noqa: E402
 
 
 class Hooks(wsroom.Hooks):
@@ -75,12 +71,7 @@ def main() -> None:
     server = serve(app, host, port)
     print(f"wsroom quick start on ws://{host}:{server.server_port}/ws?user=NAME", flush=True)
 
-    stopping = gevent.event.Event()
-    gevent.signal_handler(signal.SIGINT, stopping.set)
-    gevent.signal_handler(signal.SIGTERM, stopping.set)
-    stopping.wait()
-    hub.stop()
-    server.stop(timeout=2)
+    run_until_signal(server, hub)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,13 @@
 from __future__ import annotations
 
 from .static import client_js, client_js_app
-from .wsgi import UpgradeAwareHandler, make_handler, serve
+from .wsgi import UpgradeAwareHandler, make_handler, run_until_signal, serve
 
-__all__ = ["UpgradeAwareHandler", "client_js", "client_js_app", "make_handler", "serve"]
+__all__ = [
+    "UpgradeAwareHandler",
+    "client_js",
+    "client_js_app",
+    "make_handler",
+    "run_until_signal",
+    "serve",
+]

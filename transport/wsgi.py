@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import gevent
+import gevent.event
 from gevent.pywsgi import LoggingLogAdapter, WSGIHandler, WSGIServer
 
 from wsroom.errors import (
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
     from wsroom.hooks import Resolver
     from wsroom.hub import Hub
 
-__all__ = ["UpgradeAwareHandler", "make_handler", "refusal", "serve"]
+__all__ = ["UpgradeAwareHandler", "make_handler", "refusal", "run_until_signal", "serve"]
 
 logger = logging.getLogger("wsroom.transport")
 
@@ -111,3 +114,27 @@ def serve(app: WSGIApp, host: str = "127.0.0.1", port: int = 8080) -> WSGIServer
     )
     server.start()
     return server
+
+
+def run_until_signal(
+    server: WSGIServer,
+    hub: Hub,
+    signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
+    timeout: float = 5.0,
+) -> int:
+    """Block until one of ``signals`` arrives, then stop the hub (every connection closed with
+    1001, ``on_leave(..., HubStopped())`` per member) and the server; return the signal.
+
+    The usual end of a program's main(): ``run_until_signal(serve(app), hub)``.
+    """
+    received = gevent.event.AsyncResult()
+    handlers = [gevent.signal_handler(signum, received.set, signum) for signum in signals]
+    try:
+        signum: int = received.get()
+    finally:
+        for handler in handlers:
+            handler.cancel()
+    logger.info("signal %d: stopping the hub and the server", signum)
+    hub.stop(timeout=timeout)
+    server.stop(timeout=timeout)
+    return signum

@@ -22,7 +22,6 @@ monkey.patch_all()
 import argparse  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
-import signal  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections import deque  # noqa: E402
@@ -30,12 +29,10 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import flask  # noqa: E402
-import gevent  # noqa: E402
-import gevent.event  # noqa: E402
 
 import wsroom  # noqa: E402
 from wsroom.actors import GeventActor  # noqa: E402
-from wsroom.transport import client_js, serve  # noqa: E402
+from wsroom.transport import client_js, run_until_signal, serve  # noqa: E402
 from wsroom.transport.flask import handle  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -246,12 +243,7 @@ def main() -> None:
     server = serve(app, args.host, args.port)
     print(f"wsroom chat on http://{args.host}:{server.server_port}", flush=True)
 
-    stopping = gevent.event.Event()
-    gevent.signal_handler(signal.SIGINT, stopping.set)
-    gevent.signal_handler(signal.SIGTERM, stopping.set)
-    stopping.wait()
-    hub.stop()
-    server.stop(timeout=2)
+    run_until_signal(server, hub)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ monkey.patch_all()
 import argparse  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
-import signal  # noqa: E402
 import sys  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable, Iterable  # noqa: E402
@@ -28,7 +27,7 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 
 import wsroom  # noqa: E402
-from wsroom.transport import client_js_app, make_handler, serve  # noqa: E402
+from wsroom.transport import client_js_app, make_handler, run_until_signal, serve  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -194,12 +193,7 @@ def main() -> None:
     server = serve(app, args.host, args.port)
     print(f"wsroom tic-tac-toe on http://{args.host}:{server.server_port}", flush=True)
 
-    stopping = gevent.event.Event()
-    gevent.signal_handler(signal.SIGINT, stopping.set)
-    gevent.signal_handler(signal.SIGTERM, stopping.set)
-    stopping.wait()
-    hub.stop()
-    server.stop(timeout=2)
+    run_until_signal(server, hub)
 
 
 if __name__ == "__main__":

@@ -12,16 +12,12 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
-import signal  # noqa: E402
 from collections.abc import Iterable  # noqa: E402
 from typing import Any  # noqa: E402
 from urllib.parse import parse_qs  # noqa: E402
 
-import gevent  # noqa: E402
-import gevent.event  # noqa: E402
-
 import wsroom  # noqa: E402
-from wsroom.transport import client_js_app, make_handler, serve  # noqa: E402
+from wsroom.transport import client_js_app, make_handler, run_until_signal, serve  # noqa: E402
 
 PAGE = b"""<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,">
 <title>wsroom.js test</title>
@@ -76,12 +72,7 @@ def main() -> None:
 
     server = serve(app, "127.0.0.1", args.port)
     print(f"js test hub on http://127.0.0.1:{server.server_port}", flush=True)
-    stopping = gevent.event.Event()
-    gevent.signal_handler(signal.SIGTERM, stopping.set)
-    gevent.signal_handler(signal.SIGINT, stopping.set)
-    stopping.wait()
-    hub.stop()
-    server.stop(timeout=1)
+    run_until_signal(server, hub)
 
 
 if __name__ == "__main__":
