@@ -116,10 +116,10 @@ class RoomActor(GeventActor):
     # -- disconnects and grace -------------------------------------------------------------
 
     def _disconnect(self, msg: m.Disconnect) -> None:
-        member = self.state.members.get(msg.pid)
-        if member is None or member.gen != msg.gen or member.conn is None:
-            return
-        unsent = member.conn.take_unsent()
+        conn = self.state.connection_of(msg.pid, msg.gen)
+        if conn is None:
+            return  # a stale report: replaced meanwhile, or already ended
+        unsent = conn.take_unsent()
         self._leave(self.state.disconnect(msg.pid, msg.gen, msg.code, msg.reason, unsent))
         self._rearm()
 

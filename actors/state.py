@@ -190,6 +190,13 @@ class RoomState(Generic[C]):
         member.queue.extend(items)
         member.queue.extend(pending)
 
+    def connection_of(self, pid: ParticipantID, gen: int) -> C | None:
+        """``pid``'s connection if ``gen`` is still its current one, else None."""
+        member = self.members.get(pid)
+        if member is None or member.gen != gen:
+            return None
+        return member.conn
+
     # -- disconnects and grace ----------------------------------------------------------
 
     def disconnect(
@@ -201,7 +208,7 @@ class RoomState(Generic[C]):
         close can never evict a newer connection.
         """
         member = self.members.get(pid)
-        if member is None or member.gen != gen or member.conn is None:
+        if member is None or self.connection_of(pid, gen) is None:
             return None
         member.conn = None
         member.live = False

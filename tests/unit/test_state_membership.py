@@ -280,3 +280,12 @@ def test_offline_with_queueing_off_raises_offline() -> None:
     with pytest.raises(ParticipantOffline):
         state.route(P("a"), "f")
     assert state.presence() == {"a": Presence.OFFLINE}
+
+
+def test_connection_of_answers_only_for_the_current_generation() -> None:
+    state, _ = make_state()
+    old = join(state, "a", "c1")
+    new = state.begin_join(P("a"), "c2")
+    assert state.connection_of(P("a"), old.gen) is None
+    assert state.connection_of(P("a"), new.gen) == "c2"
+    assert state.connection_of(P("zed"), new.gen) is None
