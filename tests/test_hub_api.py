@@ -169,8 +169,26 @@ def test_stop_leaves_no_greenlet_behind_once_clients_answer_the_close(make_live)
     for ws in socks:
         assert read_close(ws)[0] == 1001
     wait_until(
-        lambda: not {
-            g for g in _live_greenlets() - before if "serve_forever" not in repr(g)
-        },
+        lambda: not {g for g in _live_greenlets() - before if "serve_forever" not in repr(g)},
         what="every greenlet of the hub to end",
     )
+
+
+def test_calls_from_another_os_thread_are_refused_clearly(make_live) -> None:
+    from gevent import monkey
+
+    live: Live = make_live()
+    start_thread = monkey.get_original("_thread", "start_new_thread")
+    outcome: list[BaseException | object] = []
+
+    def call_from_a_real_thread() -> None:
+        try:
+            outcome.append(live.hub.rooms())
+        except BaseException as exc:  # noqa: BLE001 -- the test inspects it
+            outcome.append(exc)
+
+    start_thread(call_from_a_real_thread, ())
+    wait_until(lambda: outcome, what="the other thread's call")
+    assert isinstance(outcome[0], wsroom.WrongThread)
+    assert isinstance(outcome[0], wsroom.WsroomError)
+    assert live.hub.rooms() == []  # the hub's own thread still works

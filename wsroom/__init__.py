@@ -21,6 +21,7 @@ from .errors import (
     ResolverRejected,
     RoomClosed,
     RoomNotFound,
+    WrongThread,
     WsroomError,
 )
 from .hooks import Client, Hooks
@@ -62,6 +63,7 @@ __all__ = [
     "RoomClosed",
     "RoomID",
     "RoomNotFound",
+    "WrongThread",
     "WsroomError",
     "new_hub",
 ]

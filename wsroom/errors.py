@@ -16,6 +16,7 @@ __all__ = [
     "ResolverRejected",
     "RoomClosed",
     "RoomNotFound",
+    "WrongThread",
     "WsroomError",
 ]
 
@@ -90,6 +91,11 @@ class HandshakeRejected(WsroomError):
         self.reason = reason
         self.status = status
         self.headers = headers
+
+
+class WrongThread(WsroomError, RuntimeError):
+    """A hub method was called from an OS thread other than the one running the hub's gevent
+    loop. Hub calls must come from greenlets of that thread (monkey-patched threads are)."""
 
 
 class LeaveReason(WsroomError):

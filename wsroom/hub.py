@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import gevent
 import gevent.lock
+import gevent.monkey
 import pykka
 
 from wsroom.actors import messages as m
@@ -25,6 +26,7 @@ from .errors import (
     MissingParticipantID,
     ResolverRejected,
     RoomNotFound,
+    WrongThread,
 )
 from .hooks import HookSet, Resolver
 from .types import (
@@ -40,6 +42,9 @@ from .types import (
 __all__ = ["Hub", "HubOptions", "new_hub"]
 
 logger = logging.getLogger("wsroom")
+
+# The real OS thread id, even under gevent.monkey (where threading.get_ident names greenlets).
+_os_thread_id: Callable[[], int] = gevent.monkey.get_original("_thread", "get_ident")
 
 T = TypeVar("T")
 
@@ -78,6 +83,8 @@ class Hub:
         self.hooks = hooks
         self.policy = policy
         self.options = options
+        # The OS thread whose gevent loop runs the actors: gevent's primitives belong to it.
+        self._thread = _os_thread_id()
         self._ref: pykka.ActorRef[HubActor] = HubActor.start(hooks, policy)
         #: The hub actor's pykka proxy: the same calls, answered with futures.
         self.proxy: Any = self._ref.proxy()
@@ -135,7 +142,15 @@ class Hub:
                 pass  # that room was reaped; the hub knows whether a new one stands there
         return self._call(via_hub)
 
+    def _check_thread(self) -> None:
+        if _os_thread_id() != self._thread:
+            raise WrongThread(
+                "wsroom: hub called from another OS thread; call it from a greenlet of the thread "
+                "that created it (gevent.monkey.patch_all() makes threads greenlets)"
+            )
+
     def _call(self, call: Callable[[], Any]) -> Any:
+        self._check_thread()
         try:
             return call().get()
         except pykka.ActorDeadError:
@@ -158,6 +173,7 @@ class Hub:
         Before the upgrade it raises ``HubStopped``, ``ResolverRejected`` (chained to what the
         resolver raised), ``MissingParticipantID`` or ``HandshakeRejected``; after it, nothing.
         """
+        self._check_thread()
         if not self._ref.is_alive():
             raise HubStopped()
         try:
@@ -214,6 +230,7 @@ class Hub:
         background (an actor cannot wait for itself)."""
         if not self._ref.is_alive():
             return
+        self._check_thread()
         if GeventActor.in_actor():
             gevent.spawn(self.stop, timeout)
             return
