@@ -19,7 +19,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from .frames import OutFrame
+from .frames import FAST, TOO_BIG, InboundFrames, OutFrame
 from .handshake import ServerSocket
 from .outbox import Outbox
 
@@ -266,6 +266,7 @@ class Connection:
         sock.settimeout(None)  # reads and writes both wait as long as it takes
         ws = self._ws
         max_size = self.options.max_message_size
+        frames = InboundFrames(max_size, fast=self._prebuilt)
         parts: list[str] = []
         size = 0
         while True:
@@ -274,39 +275,53 @@ class Connection:
             if not data:
                 return None
             self._read_busy = True  # until the next recv (on_text may wait for the participant)
-            ws.receive_data(data)
-            for event in ws.events():
-                if isinstance(event, TextMessage):
+            for kind, payload in frames.feed(data):
+                if kind is FAST:
                     if self._closing is not None:
                         continue
-                    # The limit is in bytes on the wire, not characters of the decoded text.
-                    chunk = event.data
-                    size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))
-                    if max_size and size > max_size:
-                        self.close(1009, "message too big")
-                        parts.clear()
-                        continue
-                    parts.append(event.data)
-                    if event.message_finished:
-                        text = parts[0] if len(parts) == 1 else "".join(parts)
-                        parts.clear()
-                        size = 0
-                        on_text(text)
-                elif isinstance(event, BytesMessage):
-                    self.close(1003, "binary frames are not accepted")
-                elif isinstance(event, Ping):
-                    self._send_control(ws.send(event.response()))
-                elif isinstance(event, Pong):
-                    self._pong_due = False
-                elif isinstance(event, CloseConnection):
-                    self._direct = False  # no data frame may follow a close frame
-                    if ws.state is ConnectionState.REMOTE_CLOSING:
-                        self._send_control(ws.send(event.response()))
-                    elif ws.state is ConnectionState.OPEN:
-                        # A protocol error found by wsproto: answer with its code and stop.
-                        self.close(int(event.code), event.reason or "")
+                    try:
+                        text = payload.decode()
+                    except UnicodeDecodeError:
+                        self.close(1007, "invalid UTF-8 in a text frame")
                         return None
-                    return (int(event.code), event.reason or "")
+                    on_text(text)
+                    continue
+                if kind is TOO_BIG:
+                    self.close(1009, "message too big")
+                    continue
+                ws.receive_data(payload)  # whole frames only: wsproto never holds a partial one
+                for event in ws.events():
+                    if isinstance(event, TextMessage):
+                        if self._closing is not None:
+                            continue
+                        # The limit is in bytes on the wire, not characters of the decoded text.
+                        chunk = event.data
+                        size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))
+                        if max_size and size > max_size:
+                            self.close(1009, "message too big")
+                            parts.clear()
+                            continue
+                        parts.append(event.data)
+                        if event.message_finished:
+                            text = parts[0] if len(parts) == 1 else "".join(parts)
+                            parts.clear()
+                            size = 0
+                            on_text(text)
+                    elif isinstance(event, BytesMessage):
+                        self.close(1003, "binary frames are not accepted")
+                    elif isinstance(event, Ping):
+                        self._send_control(ws.send(event.response()))
+                    elif isinstance(event, Pong):
+                        self._pong_due = False
+                    elif isinstance(event, CloseConnection):
+                        self._direct = False  # no data frame may follow a close frame
+                        if ws.state is ConnectionState.REMOTE_CLOSING:
+                            self._send_control(ws.send(event.response()))
+                        elif ws.state is ConnectionState.OPEN:
+                            # A protocol error found by wsproto: answer with its code and stop.
+                            self.close(int(event.code), event.reason or "")
+                            return None
+                        return (int(event.code), event.reason or "")
 
     def _keepalive(self, interval: float) -> None:
         # A loop-timer callback, every ``interval``: ping, or close a peer that did not answer
