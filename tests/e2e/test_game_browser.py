@@ -41,6 +41,9 @@ def test_a_full_game_to_a_win_with_a_drop_and_return(
     move(x, 0)
     move(o, 3)
     expect(o.locator('.cell[data-cell="0"]')).to_have_text("X")
+    # The server has O's move (X sees it) before O's network goes: Chromium's offline
+    # emulation may drop a frame still in the browser's send buffer.
+    expect(x.locator('.cell[data-cell="3"]')).to_have_text("O")
 
     # O drops (network) inside the grace period: X sees it, O comes back to the same seat.
     o.context.set_offline(True)
