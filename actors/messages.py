@@ -125,6 +125,14 @@ class CloseRoom:
 
 
 @attrs.frozen
+class Flush:
+    """Tell (from a connection's writer): its outbox drained; send it more of its backlog."""
+
+    pid: ParticipantID
+    gen: int
+
+
+@attrs.frozen
 class Expire:
     """Tell (from the room's own timer): end the memberships whose grace period is over."""
 

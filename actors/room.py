@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Any
 
 import gevent
@@ -24,7 +25,7 @@ __all__ = ["RoomActor"]
 logger = logging.getLogger("wsroom.actors")
 
 _SLOW = (4008, "slow consumer")
-_TELLS = frozenset({m.FailJoin, m.Disconnect, m.Expire})
+_TELLS = frozenset({m.FailJoin, m.Disconnect, m.Expire, m.Flush})
 
 
 class RoomActor(GeventActor):
@@ -55,6 +56,7 @@ class RoomActor(GeventActor):
             m.Members: self._members,
             m.CloseRoom: self._close_room,
             m.Expire: self._expire,
+            m.Flush: self._resume_flush,
         }
 
     def on_receive(self, message: Any) -> Any:
@@ -103,12 +105,24 @@ class RoomActor(GeventActor):
             return None
         if not had_members:
             self.hub.tell(m.RoomActive(self.room))
-        conn = self.state.live[msg.pid]
-        for frame in backlog:
-            if not conn.push(frame):
-                self._slow_consumer(msg.pid, conn)
-                break
+        self._flush(msg.pid, msg.gen, backlog)
         return None
+
+    def _flush(self, pid: ParticipantID, gen: int, backlog: list[Any]) -> None:
+        """Hand the backlog to the connection in order. A backlog larger than the outbox is no
+        slow consumer: the rest waits in the queue (and new sends behind it) until the
+        connection's writer reports the outbox drained."""
+        conn = self.state.live[pid]
+        for i, frame in enumerate(backlog):
+            if not conn.push(frame):
+                self.state.hold(pid, backlog[i:])
+                conn.when_drained(partial(_tell, self.actor_ref, m.Flush(pid, gen)))
+                return
+
+    def _resume_flush(self, msg: m.Flush) -> None:
+        backlog = self.state.complete_join(msg.pid, msg.gen)
+        if backlog is not None:
+            self._flush(msg.pid, msg.gen, backlog)
 
     def _fail_join(self, msg: m.FailJoin) -> None:
         self._leave(self.state.fail_join(msg.pid, msg.gen, msg.reason))
@@ -232,3 +246,10 @@ class RoomActor(GeventActor):
     def on_stop(self) -> None:
         if self._timer is not None:
             self._timer.close()
+
+
+def _tell(ref: pykka.ActorRef[Any], msg: Any) -> None:
+    try:
+        ref.tell(msg)
+    except pykka.ActorDeadError:
+        pass  # the room is gone; nothing is left to flush

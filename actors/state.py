@@ -156,7 +156,8 @@ class RoomState(Generic[C]):
         return JoinTicket(member.gen, reconnect=member.joined, replaced=replaced)
 
     def complete_join(self, pid: ParticipantID, gen: int) -> list[Frame] | None:
-        """``on_join`` returned: the member goes live; return the queue to flush, in order.
+        """``on_join`` returned (or a held flush may go on): the member goes live; return the
+        queue to flush, in order.
 
         None when the join is stale (a newer connection replaced it meanwhile).
         """
@@ -172,6 +173,17 @@ class RoomState(Generic[C]):
         member.live = True
         self.live[pid] = member.conn
         return member.queue.drain()
+
+    def hold(self, pid: ParticipantID, rest: Iterable[Frame]) -> None:
+        """The outbox filled while its backlog was being flushed: ``rest`` goes back to the
+        queue's head and sends queue behind it until ``complete_join`` is called again (when
+        the outbox drained)."""
+        member = self.members.get(pid)
+        if member is None:
+            return
+        member.live = False
+        self.live.pop(pid, None)
+        self.requeue(pid, rest)
 
     def fail_join(self, pid: ParticipantID, gen: int, reason: BaseException) -> Leave | None:
         """``on_join`` raised. A first join leaves no trace; a reconnect ends the membership."""

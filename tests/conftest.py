@@ -93,6 +93,7 @@ class Live:
         self.server = server
         self.port: int = server.server_port
         self.clients: list[websocket.WebSocket] = []
+        self.extra_servers: list[Any] = []  # more front ends on the same hub, stopped with it
 
     def url(self, room: str = "lobby", user: str = "alice") -> str:
         return f"ws://127.0.0.1:{self.port}/ws/{room}?user={user}"
@@ -152,7 +153,8 @@ def make_live() -> Iterator[Callable[..., Live]]:
             except Exception:  # noqa: BLE001 -- already closed by the test
                 pass
         live.hub.stop()
-        live.server.stop(timeout=1)
+        for server in [live.server, *live.extra_servers]:
+            server.stop(timeout=1)
 
 
 @pytest.fixture

@@ -289,3 +289,24 @@ def test_hooks_without_on_presence_still_work(make_live) -> None:
     finally:
         hub.stop()
         server.stop(timeout=1)
+
+
+def test_a_backlog_larger_than_the_outbox_is_flushed_in_order_not_cut(make_live) -> None:
+    # The queue may hold more than the outbox takes at once: the flush waits for the writer to
+    # drain instead of declaring a healthy reconnect a slow consumer (4008), and live sends
+    # made meanwhile wait behind the backlog.
+    live: Live = make_live(grace=30.0, queued=200, outbox_max_messages=8)
+    ws = live.join("r", "alice")
+    go_offline(live, ws, "r", "alice")
+    pad = "p" * 64 * 1024  # 150 of these are more than the kernel's socket buffers hold
+    for i in range(150):
+        assert live.hub.send_to("r", "alice", env([i, pad])) is wsroom.Delivery.QUEUED
+    back = live.connect("r", "alice")
+    wait_until(lambda: live.hub.members("r") == {"alice": Presence.ONLINE})
+    assert live.hub.send_to("r", "alice", env("live")) is wsroom.Delivery.QUEUED  # behind it
+    got = [recv_json(back)["payload"] for _ in range(151)]
+    assert [p[0] for p in got[:150]] == list(range(150))
+    assert got[150] == "live"
+    assert live.hooks.leaves == []
+    live.hub.send_to("r", "alice", env("after"))
+    assert recv_json(back)["payload"] == "after"

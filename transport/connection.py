@@ -96,6 +96,7 @@ class Connection:
         self._raw: Any = getattr(self._sock, "_sock", None)
         self._partial: memoryview | None = None  # the rest of a write the fast path began
         self._close_sent = False
+        self._on_drain: Callable[[], None] | None = None
         self._closing: tuple[int, str] | None = None  # a close the server asked for
         self._finished = False  # the read side is over: write what is left and shut the socket
         self._abort_timer: Any = None
@@ -142,6 +143,17 @@ class Connection:
             self._partial = memoryview(data)[sent:]
             self._kick()
         return True
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, from the writer, when everything queued has been written."""
+        self._on_drain = callback
+        if self._writer is None and not self.outbox:
+            self._drained()
+
+    def _drained(self) -> None:
+        callback, self._on_drain = self._on_drain, None
+        if callback is not None:
+            callback()
 
     def _kick(self) -> None:
         if self._writer is None:
@@ -224,6 +236,8 @@ class Connection:
                     else:
                         sock.sendall(ws.send(TextMessage(frame.text)))
                 else:
+                    if not outbox and not self._finished:
+                        self._drained()
                     return
         except (OSError, LocalProtocolError) as exc:
             logger.debug("writer stopped: %r", exc)

@@ -519,3 +519,21 @@ def test_a_return_replaced_before_its_on_join_returned_is_still_reported_online(
     assert state.complete_join(P("a"), first.gen) is None
     assert state.complete_join(P("a"), second.gen) == []
     assert state.take_presence_changes() == [(P("a"), Presence.ONLINE)]
+
+
+def test_hold_puts_the_rest_of_a_flush_back_and_queues_new_frames_behind_it() -> None:
+    state, _ = make_state(grace=10.0, queued=10)
+    join(state, "a", "c1")
+    state.disconnect(P("a"), state.members[P("a")].gen, 1006, "")
+    for frame in ("f1", "f2", "f3"):
+        state.route(P("a"), frame)
+    ticket = state.begin_join(P("a"), "c2")
+    backlog = state.complete_join(P("a"), ticket.gen)
+    assert backlog == ["f1", "f2", "f3"]
+    state.hold(P("a"), backlog[1:])  # the outbox took f1 only
+    assert P("a") not in state.live
+    assert state.route(P("a"), "f4") is Delivery.QUEUED
+    assert state.presence() == {P("a"): Presence.ONLINE}
+    assert state.complete_join(P("a"), ticket.gen) == ["f2", "f3", "f4"]  # the outbox drained
+    assert state.live[P("a")] == "c2"
+    assert state.take_presence_changes() == [(P("a"), Presence.OFFLINE), (P("a"), Presence.ONLINE)]
