@@ -129,7 +129,7 @@ class HubActor(GeventActor):
         """
         self._stopped = True
         closing = [
-            ref.ask(m.CloseRoom(1001, "hub stopped", HubStopped), block=False)
+            ref.ask(m.CloseRoom(1001, "hub stopped", HubStopped, must_exist=False), block=False)
             for ref in self._rooms.values()
         ]
         rooms = list(self._rooms.values())

@@ -122,6 +122,7 @@ class CloseRoom:
     code: int
     text: str
     reason: type[LeaveReason]
+    must_exist: bool = True  # close_room of a room without members is RoomNotFound
 
 
 @attrs.frozen

@@ -46,6 +46,8 @@ class RoomActor(GeventActor):
         self._timer: Any = None
         self._timer_at: float | None = None
         self._hooks_running: list[gevent.Greenlet[Any, Any]] = []
+        # Why the room closed, for a join whose on_join was still running then.
+        self._closed_reason: BaseException | None = None
         self._handlers: dict[type, Any] = {
             m.SendTo: self._send_to,
             m.Broadcast: self._broadcast,
@@ -213,10 +215,8 @@ class RoomActor(GeventActor):
 
     # -- the room as a whole --------------------------------------------------------------
 
-    _closed_reason: Any = None
-
     def _close_room(self, msg: m.CloseRoom) -> list[gevent.Greenlet[Any, Any]]:
-        if self.state.closed or (msg.code == 4000 and not self.state.has_members):
+        if self.state.closed or (msg.must_exist and not self.state.has_members):
             raise RoomNotFound()
         self._closed_reason = msg.reason()
         conns, leaves = self.state.close_all(msg.reason)
