@@ -45,6 +45,8 @@ class HubActor(GeventActor):
         self._rooms: dict[RoomID, pykka.ActorRef[Any]] = {}
         self._active: dict[RoomID, None] = {}
         self._participants: set[pykka.ActorRef[Any]] = set()
+        # on_leave greenlets of reaped rooms, handed to the next room of the same id.
+        self._leaving: dict[RoomID, dict[ParticipantID, Any]] = {}
         self._stopped = False
 
     # -- the public API, also reachable as hub.proxy ------------------------------------------
@@ -93,6 +95,8 @@ class HubActor(GeventActor):
                 del self._rooms[message.room]
                 self._active.pop(message.room, None)
                 message.ref.stop(block=False)
+                if message.leaving:
+                    self._leaving[message.room] = message.leaving
         elif isinstance(message, m.ParticipantStarted):
             if self._stopped:
                 message.ref.tell(m.Shutdown())
@@ -107,7 +111,8 @@ class HubActor(GeventActor):
         self._check_running()
         ref = self._rooms.get(room)
         if ref is None:
-            ref = RoomActor.start(room, self.actor_ref, self.hooks, self.policy)
+            leaving = self._leaving.pop(room, {})
+            ref = RoomActor.start(room, self.actor_ref, self.hooks, self.policy, leaving)
             self._rooms[room] = ref
         return ref
 

@@ -28,10 +28,15 @@ class RoomActive:
 
 @attrs.frozen
 class RoomGone:
-    """Tell: ``room`` has no member and no join in flight, or was closed; reap it."""
+    """Tell: ``room`` has no member and no join in flight, or was closed; reap it.
+
+    ``leaving`` holds the ``on_leave`` greenlets still running, by participant: the room made
+    next for the same id makes a new join of that participant wait for its leave.
+    """
 
     room: RoomID
     ref: Any
+    leaving: dict[ParticipantID, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -57,8 +62,17 @@ class StopHub:
 
 
 @attrs.frozen
+class Admission:
+    """The answer to ``BeginJoin``: the ticket, and the previous membership's ``on_leave``
+    greenlet if it still runs (the joiner waits for it before its ``on_join``)."""
+
+    ticket: Any
+    after: Any = None
+
+
+@attrs.frozen
 class BeginJoin:
-    """Ask: ``pid`` has a new connection; answer a ``JoinTicket``, or raise ``RoomIsGone``."""
+    """Ask: ``pid`` has a new connection; answer an ``Admission``, or raise ``RoomIsGone``."""
 
     pid: ParticipantID
     conn: Any

@@ -27,6 +27,8 @@ INBOUND_WINDOW = 64
 sender meets TCP backpressure instead of growing the actor's (unbounded) inbox."""
 
 _JOIN_ATTEMPTS = 16
+LEAVE_WAIT = 10.0
+"""Seconds a join waits for the same participant's previous ``on_leave`` to return."""
 
 
 class ParticipantActor(GeventActor):
@@ -113,9 +115,14 @@ class ParticipantActor(GeventActor):
             except pykka.ActorDeadError:
                 raise HubStopped() from None
             try:
-                ticket: JoinTicket[Any] = room_ref.ask(m.BeginJoin(self.pid, self.conn))  # type: ignore[assignment]
+                admission: m.Admission = room_ref.ask(m.BeginJoin(self.pid, self.conn))  # type: ignore[assignment]
             except (m.RoomIsGone, pykka.ActorDeadError):
                 continue  # reaped between the two asks; the hub makes a new one
+            if admission.after is not None:
+                # The previous membership's on_leave still runs: the application sees it end
+                # before this join begins.
+                admission.after.join(timeout=LEAVE_WAIT)
+            ticket: JoinTicket[Any] = admission.ticket
             return ticket
         raise WsroomError(f"room {self.room!r} kept disappearing during the join")
 

@@ -36,9 +36,17 @@ class RoomActor(GeventActor):
     """
 
     def __init__(
-        self, room: RoomID, hub: pykka.ActorRef[Any], hooks: HookSet, policy: ReconnectPolicy
+        self,
+        room: RoomID,
+        hub: pykka.ActorRef[Any],
+        hooks: HookSet,
+        policy: ReconnectPolicy,
+        leaving: dict[ParticipantID, gevent.Greenlet[Any, Any]] | None = None,
     ) -> None:
         super().__init__()
+        # on_leave greenlets still running, by participant: a new join of the same participant
+        # waits for its leave, so the application sees leave, then join.
+        self._leaving: dict[ParticipantID, gevent.Greenlet[Any, Any]] = dict(leaving or {})
         self.room = room
         self.hub = hub
         self.hooks = hooks
@@ -96,7 +104,8 @@ class RoomActor(GeventActor):
             self.state.requeue(msg.pid, old.take_unsent())
             old.close(4001, "replaced")
         self._rearm()
-        return ticket
+        after = self._leaving.pop(msg.pid, None)
+        return m.Admission(ticket, after if after is not None and not after.dead else None)
 
     def _complete_join(self, msg: m.CompleteJoin) -> Any:
         if self.state.closed:
@@ -225,23 +234,30 @@ class RoomActor(GeventActor):
         for leave in leaves:
             self._leave(leave)
         self._rearm()
-        self.hub.tell(m.RoomGone(self.room, self.actor_ref))
+        self.hub.tell(m.RoomGone(self.room, self.actor_ref, self._still_leaving()))
         return self._hooks_running
 
     def _leave(self, leave: Leave | None) -> None:
         if leave is not None:
-            self._track(
-                spawn_hook("on_leave", self.hooks.on_leave, self.room, leave.pid, leave.reason)
+            greenlet = spawn_hook(
+                "on_leave", self.hooks.on_leave, self.room, leave.pid, leave.reason
             )
+            self._track(greenlet)
+            self._leaving[leave.pid] = greenlet
         if self.state.is_empty and not self.state.closed:
             self.state.closed = True
             self._closed_reason = None
-            self.hub.tell(m.RoomGone(self.room, self.actor_ref))
+            self.hub.tell(m.RoomGone(self.room, self.actor_ref, self._still_leaving()))
+
+    def _still_leaving(self) -> dict[ParticipantID, gevent.Greenlet[Any, Any]]:
+        return {pid: g for pid, g in self._leaving.items() if not g.dead}
 
     def _track(self, greenlet: gevent.Greenlet[Any, Any]) -> None:
         # Kept so stop() can wait for the hooks still running; finished ones are let go.
         self._hooks_running = [g for g in self._hooks_running if not g.dead]
         self._hooks_running.append(greenlet)
+        if len(self._leaving) > 64:
+            self._leaving = self._still_leaving()
 
     def on_stop(self) -> None:
         if self._timer is not None:

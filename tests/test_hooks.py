@@ -202,3 +202,30 @@ def test_every_hook_may_call_every_hub_method_for_its_own_room(make_live, where:
     assert results[3] is wsroom.Delivery.SENT
     assert recv_json(watcher) == {"type": "note", "payload": where}
     assert recv_json(watcher) == {"type": "direct", "payload": where}
+
+
+@pytest.mark.parametrize("others", [0, 1], ids=["room-reaped", "room-kept"])
+def test_a_join_waits_for_the_same_participants_running_on_leave(make_live, others: int) -> None:
+    # With no grace, a quick return is a new membership: the application must see the old one
+    # end (on_leave returned) before the new one begins (on_join), even if on_leave is slow.
+    live: Live = make_live(grace=0.0)
+    order: list[str] = []
+    leave_started = gevent.event.Event()
+
+    def slow_leave(room: str, p: str, reason: BaseException) -> None:
+        order.append(f"leave {p} start")
+        leave_started.set()
+        gevent.sleep(0.3)  # an application's slow cleanup, the case under test
+        order.append(f"leave {p} end")
+
+    live.hooks.leave_fn = slow_leave
+    live.hooks.join_fn = lambda jc, client: order.append(f"join {jc.participant}")
+    for i in range(others):
+        live.join("r", f"other{i}")
+    first = live.join("r", "alice")
+    first.close()
+    assert leave_started.wait(5)
+    live.connect("r", "alice")
+    wait_until(lambda: order.count("join alice") == 2, what="the second join")
+    alice = [e for e in order if "alice" in e]
+    assert alice == ["join alice", "leave alice start", "leave alice end", "join alice"]
