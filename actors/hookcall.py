@@ -14,8 +14,8 @@ __all__ = ["call_hook", "spawn_hook"]
 logger = logging.getLogger("wsroom.actors")
 
 
-def call_hook(name: str, fn: Callable[..., Any], *args: Any) -> BaseException | None:
-    """Call a hook; return what it raised (logged with its traceback), or None.
+def call_hook(fn: Callable[..., Any], *args: Any) -> BaseException | None:
+    """Call a hook; return what it raised (the caller decides how to log it), or None.
 
     ``BaseException`` is caught too (``gevent.Timeout``, ``SystemExit`` from user code): one
     escaping an actor's greenlet would stop every actor in the process.
@@ -38,7 +38,7 @@ def spawn_hook(name: str, fn: Callable[..., Any], *args: Any) -> gevent.Greenlet
     """Run a hook in a greenlet of its own (so it may call back into the actor that spawned it)."""
 
     def run() -> None:
-        exc = call_hook(name, fn, *args)
+        exc = call_hook(fn, *args)
         if exc is not None:
             log_hook_error(name, exc)
 

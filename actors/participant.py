@@ -89,7 +89,7 @@ class ParticipantActor(GeventActor):
         # Lets this participant's hooks reach their own room without the hub (Hub._own_room).
         self.greenlet.wsroom_room = (self.hub, self.room, self._room_ref)
         jc = JoinContext(self.room, self.pid, self.identity, ticket.reconnect)
-        exc = call_hook("on_join", self.hooks.on_join, jc, Client(self.conn))
+        exc = call_hook(self.hooks.on_join, jc, Client(self.conn))
         if exc is not None:
             self._reject(exc)
             return
@@ -101,7 +101,7 @@ class ParticipantActor(GeventActor):
         if closed is not None:
             # The room was closed while on_join ran: the join did happen, so it ends here.
             self.conn.close(1001 if isinstance(closed, HubStopped) else 4000, str(closed))
-            exc = call_hook("on_leave", self.hooks.on_leave, self.room, self.pid, closed)
+            exc = call_hook(self.hooks.on_leave, self.room, self.pid, closed)
             if exc is not None:
                 log_hook_error("on_leave", exc)
             return
@@ -144,7 +144,7 @@ class ParticipantActor(GeventActor):
             if not self.conn.push(error_frame("bad_envelope", str(bad))):
                 self.conn.close(4008, "slow consumer")
             return
-        exc = call_hook("on_message", self.hooks.on_message, self.room, self.pid, envelope)
+        exc = call_hook(self.hooks.on_message, self.room, self.pid, envelope)
         if exc is None:
             return
         if isinstance(exc, CloseConnection):

@@ -117,9 +117,8 @@ class Connection:
         When the writer is idle and nothing waits, the frame is written at once without
         blocking; what the socket does not take now, the writer finishes before anything else.
         """
-        if type(frame) is str:
+        if isinstance(frame, str):
             frame = OutFrame(frame)
-        assert isinstance(frame, OutFrame)
         if self._direct and self._write_now(frame.wire):
             return True
         if not self.outbox.push(frame):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import gevent
 import gevent.lock
@@ -45,8 +45,6 @@ logger = logging.getLogger("wsroom")
 
 # The real OS thread id, even under gevent.monkey (where threading.get_ident names greenlets).
 _os_thread_id: Callable[[], int] = gevent.monkey.get_original("_thread", "get_ident")
-
-T = TypeVar("T")
 
 
 class HubOptions:
