@@ -1,17 +1,41 @@
-"""Running user hooks so that nothing they raise can reach an actor loop."""
+"""Running user hooks so that nothing they raise can reach an actor loop, and the context
+that tells a hook's hub calls which room they run for."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
+import attrs
 import gevent
+import pykka
 from greenlet import GreenletExit
 
-__all__ = ["call_hook", "spawn_hook"]
+from wsroom.types import RoomID
+
+__all__ = ["HookRoom", "call_hook", "hook_room", "log_hook_error", "spawn_hook"]
 
 logger = logging.getLogger("wsroom.actors")
+
+
+@attrs.frozen
+class HookRoom:
+    """The room whose participant runs the hook in progress, and that room's actor."""
+
+    hub: pykka.ActorRef[Any]
+    room: RoomID
+    ref: pykka.ActorRef[Any]
+
+
+hook_room: ContextVar[HookRoom | None] = ContextVar("wsroom_hook_room", default=None)
+"""Set in a participant actor's greenlet once it has joined, so ``on_join`` and ``on_message``
+(which run in that greenlet, one at a time) reach their own room's actor directly: one mailbox
+hop less on the commonest path, a reply or a broadcast from ``on_message``. Everything else
+(``on_leave`` and ``on_presence`` in greenlets of their own, application code, greenlets a hook
+spawns; gevent gives each greenlet its own context) goes through the hub actor, which knows
+whether the room still exists. The two routes give the same answers."""
 
 
 def call_hook(fn: Callable[..., Any], *args: Any) -> BaseException | None:

@@ -3,74 +3,59 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
-import attrs
+import gevent
 import pykka
 
-from wsroom.envelope import Envelope, encode
+from wsroom.envelope import Envelope
 from wsroom.errors import HubStopped, RoomClosed, RoomNotFound
 from wsroom.hooks import HookSet
 from wsroom.types import ParticipantID, ReconnectPolicy, RoomID
+from wsroom.wire import frame_of
 
 from . import messages as m
 from .room import RoomActor
-from .runtime import GeventActor
+from .runtime import Ask, GeventActor, handles
 
-__all__ = ["Encoded", "HubActor"]
+__all__ = ["CLOSE_ROOM", "HubActor"]
 
 logger = logging.getLogger("wsroom.actors")
 
 
-@attrs.frozen
-class Encoded:
-    """An envelope the caller already encoded (the facade encodes in the caller's greenlet)."""
-
-    frame: str
-
-
-def _frame(envelope: Envelope | Encoded) -> str:
-    return envelope.frame if isinstance(envelope, Encoded) else encode(envelope)
-
-
 class HubActor(GeventActor):
-    """Owns the room map. Never waits on a room: requests are forwarded and the room's future
-    is the answer (the runtime's futures unwrap a future answered with a future)."""
+    """Owns the room map and the shutdown. Never waits on a room inside its mailbox."""
 
     def __init__(self, hooks: HookSet, policy: ReconnectPolicy) -> None:
         super().__init__()
         self.hooks = hooks
         self.policy = policy
         self._rooms: dict[RoomID, pykka.ActorRef[Any]] = {}
-        self._active: dict[RoomID, None] = {}
+        self._active: dict[RoomID, None] = {}  # rooms with a member, in order of creation
         self._participants: set[pykka.ActorRef[Any]] = set()
         # on_leave greenlets of reaped rooms, handed to the next room of the same id.
         self._leaving: dict[RoomID, dict[ParticipantID, Any]] = {}
-        self._stopped = False
+        self._stopping: gevent.Greenlet[Any, Any] | None = None
 
-    # -- the public API, also reachable as hub.proxy ------------------------------------------
+    # -- hub.proxy: the public calls as futures (the facade asks FindRoom instead) ------------
+    # Each answers with the room actor's future rather than wait on it in this mailbox; the
+    # runtime's future unwraps it.
 
-    def send_to(
-        self, room: RoomID, participant: ParticipantID, envelope: Envelope | Encoded
-    ) -> Any:
+    def send_to(self, room: RoomID, participant: ParticipantID, envelope: Envelope) -> Any:
         """Deliver to one member: a future of ``Delivery``."""
-        return self._room(room).ask(m.SendTo(participant, _frame(envelope)), block=False)
+        return self._ask_room(room, m.SendTo(participant, frame_of(envelope)))
 
     def broadcast(
-        self,
-        room: RoomID,
-        envelope: Envelope | Encoded,
-        exclude: Iterable[ParticipantID] = (),
+        self, room: RoomID, envelope: Envelope, exclude: Iterable[ParticipantID] = ()
     ) -> Any:
         """Deliver to every member but ``exclude``: a future of ``BroadcastReport``."""
-        msg = m.Broadcast(_frame(envelope), frozenset(exclude))
-        return self._room(room).ask(msg, block=False)
+        return self._ask_room(room, m.Broadcast(frame_of(envelope), frozenset(exclude)))
 
     def close_room(self, room: RoomID) -> Any:
         """Close a room: a future of None once every connection was told to close."""
-        ref = self._room(room)
-        future = ref.ask(m.CloseRoom(4000, "room closed", RoomClosed), block=False)
+        future = self._ask_room(room, CLOSE_ROOM)
         return future.map(lambda _greenlets: None)
 
     def rooms(self) -> list[RoomID]:
@@ -80,66 +65,112 @@ class HubActor(GeventActor):
 
     def members(self, room: RoomID) -> Any:
         """A future of every member's presence."""
-        return self._room(room).ask(m.Members(), block=False)
+        return self._ask_room(room, m.Members())
 
-    # -- internal messages ----------------------------------------------------------------
+    def _ask_room(self, room: RoomID, message: Ask) -> Any:
+        return self._find_room(m.FindRoom(room)).ask(message, block=False)
 
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, m.OpenRoom):
-            return self._open_room(message.room)
-        if isinstance(message, m.RoomActive):
-            if message.room in self._rooms:
-                self._active[message.room] = None
-        elif isinstance(message, m.RoomGone):
-            if self._rooms.get(message.room) == message.ref:
-                del self._rooms[message.room]
-                self._active.pop(message.room, None)
-                message.ref.stop(block=False)
-                if message.leaving:
-                    self._leaving[message.room] = message.leaving
-        elif isinstance(message, m.ParticipantStarted):
-            if self._stopped:
-                message.ref.tell(m.Shutdown())
-            self._participants.add(message.ref)
-        elif isinstance(message, m.ParticipantEnded):
-            self._participants.discard(message.ref)
-        elif isinstance(message, m.StopHub):
-            return self._stop_hub()
-        return None
+    # -- rooms ----------------------------------------------------------------------------
 
-    def _open_room(self, room: RoomID) -> pykka.ActorRef[Any]:
+    @handles(m.FindRoom)
+    def _find_room(self, msg: m.FindRoom) -> pykka.ActorRef[Any]:
         self._check_running()
-        ref = self._rooms.get(room)
+        if msg.room not in self._active:
+            raise RoomNotFound()
+        return self._rooms[msg.room]
+
+    @handles(m.OpenRoom)
+    def _open_room(self, msg: m.OpenRoom) -> pykka.ActorRef[Any]:
+        self._check_running()
+        ref = self._rooms.get(msg.room)
         if ref is None:
-            leaving = self._leaving.pop(room, {})
-            ref = RoomActor.start(room, self.actor_ref, self.hooks, self.policy, leaving)
-            self._rooms[room] = ref
+            leaving = self._leaving.pop(msg.room, {})
+            ref = RoomActor.start(msg.room, self.actor_ref, self.hooks, self.policy, leaving)
+            self._rooms[msg.room] = ref
         return ref
 
-    def _room(self, room: RoomID) -> pykka.ActorRef[Any]:
-        self._check_running()
-        if room not in self._active:
-            raise RoomNotFound()
-        return self._rooms[room]
+    @handles(m.RoomActive)
+    def _room_active(self, msg: m.RoomActive) -> None:
+        if msg.room in self._rooms:
+            self._active[msg.room] = None
+
+    @handles(m.RoomGone)
+    def _room_gone(self, msg: m.RoomGone) -> None:
+        if self._rooms.get(msg.room) != msg.ref:
+            return
+        del self._rooms[msg.room]
+        self._active.pop(msg.room, None)
+        msg.ref.stop(block=False)
+        if msg.leaving:
+            self._leaving[msg.room] = msg.leaving
+
+    @handles(m.ParticipantStarted)
+    def _participant_started(self, msg: m.ParticipantStarted) -> None:
+        if self._stopping is not None:
+            msg.ref.tell(m.Shutdown())
+        self._participants.add(msg.ref)
+
+    @handles(m.ParticipantEnded)
+    def _participant_ended(self, msg: m.ParticipantEnded) -> None:
+        self._participants.discard(msg.ref)
 
     def _check_running(self) -> None:
-        if self._stopped:
+        if self._stopping is not None:
             raise HubStopped()
 
-    def _stop_hub(self) -> tuple[list[Any], list[pykka.ActorRef[Any]], list[pykka.ActorRef[Any]]]:
-        """Close every room (1001, ``on_leave(HubStopped)``) and tell every participant to end.
+    # -- shutdown -------------------------------------------------------------------------
 
-        Answers the rooms' futures (each gives the ``on_leave`` greenlets), the room refs and
-        the participant refs, for the facade to wait on.
+    @handles(m.StopHub)
+    def _stop_hub(self, msg: m.StopHub) -> gevent.Greenlet[Any, Any]:
+        """Close every room (1001, ``on_leave(HubStopped)``), tell every participant to end, and
+        answer the greenlet that waits for all of it and stops every actor, this one last.
+
+        The waiting happens outside this mailbox, so hooks still running (``on_leave`` may call
+        the hub) get their ``HubStopped`` answers instead of a deadlock.
         """
-        self._stopped = True
+        if self._stopping is not None:
+            return self._stopping
         closing = [
             ref.ask(m.CloseRoom(1001, "hub stopped", HubStopped, must_exist=False), block=False)
             for ref in self._rooms.values()
         ]
         rooms = list(self._rooms.values())
+        participants = list(self._participants)
         self._rooms.clear()
         self._active.clear()
-        for ref in self._participants:
+        for ref in participants:
             ref.tell(m.Shutdown())
-        return closing, rooms, list(self._participants)
+        self._stopping = gevent.spawn(
+            _wind_down, closing, [*participants, *rooms, self.actor_ref], msg
+        )
+        return self._stopping
+
+
+CLOSE_ROOM = m.CloseRoom(4000, "room closed", RoomClosed)
+"""``close_room``'s request: 4000 to every connection, ``RoomClosed`` to every member."""
+
+
+def _wind_down(closing: list[Any], refs: list[pykka.ActorRef[Any]], msg: m.StopHub) -> None:
+    """Wait for the rooms' ``on_leave`` hooks, then stop the actors in order, within the time."""
+    deadline = time.monotonic() + msg.timeout
+
+    def left() -> float:
+        return max(deadline - time.monotonic(), 0.01)
+
+    hooks: list[gevent.Greenlet[Any, Any]] = []
+    for future in closing:
+        try:
+            hooks.extend(future.get(timeout=left()))
+        except Exception:
+            logger.exception("a room failed to close")
+    gevent.joinall([g for g in hooks if g is not msg.caller], timeout=left())
+    # Each participant finishes the hook it is in, then stops; its socket completes the close
+    # handshake on its own (bounded by close_timeout).
+    for ref in refs:
+        try:
+            ref.stop(block=True, timeout=left())
+        except pykka.Timeout:
+            logger.warning("%s did not stop within the timeout", ref)
+            ref.stop(block=False)
+        except pykka.ActorDeadError:
+            pass

@@ -1,4 +1,8 @@
-"""The messages the three owners send each other (internal; users go through the proxies)."""
+"""The messages the three owners send each other (internal; users go through the facade).
+
+Each is an ``Ask`` (answered; the sender waits) or a ``Tell`` (fire and forget). Asks go one
+way only: participant → hub or room, facade → hub or room, hub → room; never back up.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +12,37 @@ import attrs
 
 from wsroom.errors import LeaveReason
 from wsroom.types import ParticipantID, RoomID
+from wsroom.wire import OutFrame
+
+from .runtime import Ask, Tell
 
 # -- to the hub actor ---------------------------------------------------------------------
 
 
 @attrs.frozen
-class OpenRoom:
-    """Ask: the room actor for ``room``, created if there is none."""
+class OpenRoom(Ask):
+    """The room actor for ``room``, created if there is none (a join is about to begin)."""
 
     room: RoomID
 
 
 @attrs.frozen
-class RoomActive:
-    """Tell: ``room`` has its first member (it now shows in ``rooms()``)."""
+class FindRoom(Ask):
+    """The room actor for ``room`` if it has a member, else ``RoomNotFound``."""
 
     room: RoomID
 
 
 @attrs.frozen
-class RoomGone:
-    """Tell: ``room`` has no member and no join in flight, or was closed; reap it.
+class RoomActive(Tell):
+    """``room`` has its first member (it now shows in ``rooms()``)."""
+
+    room: RoomID
+
+
+@attrs.frozen
+class RoomGone(Tell):
+    """``room`` has no member and no join in flight, or was closed; reap it.
 
     ``leaving`` holds the ``on_leave`` greenlets still running, by participant: the room made
     next for the same id makes a new join of that participant wait for its leave.
@@ -40,22 +54,29 @@ class RoomGone:
 
 
 @attrs.frozen
-class ParticipantStarted:
-    """Tell: a participant actor exists (so ``stop`` can close and await it)."""
+class ParticipantStarted(Tell):
+    """A participant actor exists (so ``stop`` can close and await it)."""
 
     ref: Any
 
 
 @attrs.frozen
-class ParticipantEnded:
-    """Tell: a participant actor is done."""
+class ParticipantEnded(Tell):
+    """A participant actor is done."""
 
     ref: Any
 
 
 @attrs.frozen
-class StopHub:
-    """Ask: close every room and connection; answer what to wait for."""
+class StopHub(Ask):
+    """Close every room and connection, then stop every actor within ``timeout`` seconds.
+
+    Answers the greenlet doing it, for the caller to join; ``caller`` (a hook's greenlet calling
+    ``stop()``) is not waited for, since it waits for the shutdown itself.
+    """
+
+    timeout: float
+    caller: Any = None
 
 
 # -- to a room actor ----------------------------------------------------------------------
@@ -71,24 +92,24 @@ class Admission:
 
 
 @attrs.frozen
-class BeginJoin:
-    """Ask: ``pid`` has a new connection; answer an ``Admission``, or raise ``RoomIsGone``."""
+class BeginJoin(Ask):
+    """``pid`` has a new connection; answer an ``Admission``, or raise ``RoomIsGone``."""
 
     pid: ParticipantID
     conn: Any
 
 
 @attrs.frozen
-class CompleteJoin:
-    """Ask: ``on_join`` returned; answer None, or the ``LeaveReason`` if the room closed."""
+class CompleteJoin(Ask):
+    """``on_join`` returned; answer None, or the ``LeaveReason`` if the room closed meanwhile."""
 
     pid: ParticipantID
     gen: int
 
 
 @attrs.frozen
-class FailJoin:
-    """Tell: ``on_join`` raised ``reason``."""
+class FailJoin(Tell):
+    """``on_join`` raised ``reason``."""
 
     pid: ParticipantID
     gen: int
@@ -96,8 +117,8 @@ class FailJoin:
 
 
 @attrs.frozen
-class Disconnect:
-    """Tell: connection ``gen`` of ``pid`` ended with ``code`` and ``reason``."""
+class Disconnect(Tell):
+    """Connection ``gen`` of ``pid`` ended with ``code`` and ``reason``."""
 
     pid: ParticipantID
     gen: int
@@ -106,29 +127,29 @@ class Disconnect:
 
 
 @attrs.frozen
-class SendTo:
-    """Ask: deliver one encoded frame to ``pid``; answer a ``Delivery``."""
+class SendTo(Ask):
+    """Deliver one frame to ``pid``; answer a ``Delivery``."""
 
     pid: ParticipantID
-    frame: str
+    frame: OutFrame
 
 
 @attrs.frozen
-class Broadcast:
-    """Ask: deliver one encoded frame to every member but ``exclude``; answer a report."""
+class Broadcast(Ask):
+    """Deliver one frame to every member but ``exclude``; answer a ``BroadcastReport``."""
 
-    frame: str
+    frame: OutFrame
     exclude: frozenset[ParticipantID]
 
 
 @attrs.frozen
-class Members:
-    """Ask: every member's presence."""
+class Members(Ask):
+    """Every member's presence."""
 
 
 @attrs.frozen
-class CloseRoom:
-    """Ask: close every connection with ``code`` and end every membership with ``reason``.
+class CloseRoom(Ask):
+    """Close every connection with ``code`` and end every membership with ``reason``.
 
     Answers the greenlets running the ``on_leave`` hooks, so ``stop`` can wait for them.
     """
@@ -140,44 +161,44 @@ class CloseRoom:
 
 
 @attrs.frozen
-class Flush:
-    """Tell (from a connection's writer): its outbox drained; send it more of its backlog."""
+class Flush(Tell):
+    """From a connection's writer: its outbox drained; hand it more of its backlog."""
 
     pid: ParticipantID
     gen: int
 
 
 @attrs.frozen
-class Expire:
-    """Tell (from the room's own timer): end the memberships whose grace period is over."""
+class Expire(Tell):
+    """From the room's own timer: end the memberships whose grace period is over."""
 
 
 # -- to a participant actor ---------------------------------------------------------------
 
 
 @attrs.frozen
-class Start:
-    """Tell: join the room and run ``on_join``."""
+class Start(Tell):
+    """Join the room and run ``on_join``."""
 
 
 @attrs.frozen
-class Frame:
-    """Tell: one whole inbound text message, in frame order."""
+class Inbound(Tell):
+    """One whole inbound text message, in frame order."""
 
     text: str
 
 
 @attrs.frozen
-class Ended:
-    """Tell: the connection is over; report it to the room and stop."""
+class Ended(Tell):
+    """The connection is over; report it to the room and stop."""
 
     code: int
     reason: str
 
 
 @attrs.frozen
-class Shutdown:
-    """Tell: the hub is stopping; close the connection with 1001."""
+class Shutdown(Tell):
+    """The hub is stopping; close the connection with 1001."""
 
 
 class RoomIsGone(Exception):

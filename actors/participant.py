@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-import gevent.lock
 import pykka
 
 from wsroom.envelope import decode, error_frame
 from wsroom.errors import BadEnvelope, CloseConnection, HubStopped, WsroomError
 from wsroom.hooks import Client, HookSet
 from wsroom.types import Identity, JoinContext, ParticipantID, RoomID
+from wsroom.wire import OutFrame
 
 from . import messages as m
-from .hookcall import call_hook, log_hook_error
-from .runtime import GeventActor
+from .hookcall import HookRoom, call_hook, hook_room, log_hook_error
+from .runtime import GeventActor, handles, tell_quietly
 from .state import JoinTicket
 
-__all__ = ["INBOUND_WINDOW", "ParticipantActor"]
+__all__ = ["LEAVE_WAIT", "ParticipantActor"]
 
 logger = logging.getLogger("wsroom.actors")
-
-INBOUND_WINDOW = 64
-"""Frames read but not yet handled, per connection; past it the reader stops reading, so a fast
-sender meets TCP backpressure instead of growing the actor's (unbounded) inbox."""
 
 _JOIN_ATTEMPTS = 16
 LEAVE_WAIT = 10.0
@@ -33,7 +30,11 @@ LEAVE_WAIT = 10.0
 
 class ParticipantActor(GeventActor):
     """Owns one connection's life as a member: join, ``on_join``, ``on_message`` in frame order,
-    and the report of its end to the room. Asks go upward only (hub, room), never back to it."""
+    and the report of its end to the room. Asks go upward only (hub, room), never back to it.
+
+    ``conn`` is the connection's entry points (``push``, ``close``, ``closing``);
+    ``frame_done`` is called once per inbound frame handled, to reopen the reader's window.
+    """
 
     def __init__(
         self,
@@ -43,7 +44,7 @@ class ParticipantActor(GeventActor):
         pid: ParticipantID,
         identity: Identity,
         conn: Any,
-        window: gevent.lock.Semaphore,
+        frame_done: Callable[[], None],
     ) -> None:
         super().__init__()
         self.hub = hub
@@ -52,48 +53,42 @@ class ParticipantActor(GeventActor):
         self.pid = pid
         self.identity = identity
         self.conn = conn
-        self.window = window
+        self.frame_done = frame_done
         self._room_ref: pykka.ActorRef[Any] | None = None
         self._ticket: JoinTicket[Any] | None = None
         self._member = False  # on_join returned and the room took us
 
-    def on_receive(self, message: Any) -> Any:
-        try:
-            self._dispatch(message)
-        except Exception:
-            # Hooks are already fenced; this is a bug of ours. Close rather than die silently.
-            logger.exception("participant %r of room %r failed on %r", self.pid, self.room, message)
-            self.conn.close(1011, "internal error")
+    def on_tell_failed(self, message: Any, exc: Exception) -> None:
+        # Hooks are already fenced; this is a bug of ours. Close rather than die silently.
+        super().on_tell_failed(message, exc)
+        self.conn.close(1011, "internal error")
 
-    def _dispatch(self, message: Any) -> None:
-        if isinstance(message, m.Frame):
-            self.window.release()
-            if self._member and not self.conn.closing:
-                self._on_frame(message.text)
-        elif isinstance(message, m.Start):
-            self._join()
-        elif isinstance(message, m.Ended):
-            self._ended(message)
-        elif isinstance(message, m.Shutdown):
-            self.conn.close(1001, "hub stopped")
+    @handles(m.Inbound)
+    def _inbound(self, message: m.Inbound) -> None:
+        self.frame_done()
+        if self._member and not self.conn.closing:
+            self._on_frame(message.text)
+
+    @handles(m.Shutdown)
+    def _shutdown(self, _message: m.Shutdown) -> None:
+        self.conn.close(1001, "hub stopped")
 
     # -- join -----------------------------------------------------------------------------
 
-    def _join(self) -> None:
+    @handles(m.Start)
+    def _join(self, _message: m.Start) -> None:
         try:
-            self._ticket = self._begin_join()
+            ticket = self._ticket = self._begin_join()
         except HubStopped:
             self.conn.close(1001, "hub stopped")
             return
-        ticket = self._ticket
-        # Lets this participant's hooks reach their own room without the hub (Hub._own_room).
-        self.greenlet.wsroom_room = (self.hub, self.room, self._room_ref)
+        assert self._room_ref is not None
+        hook_room.set(HookRoom(self.hub, self.room, self._room_ref))
         jc = JoinContext(self.room, self.pid, self.identity, ticket.reconnect)
         exc = call_hook(self.hooks.on_join, jc, Client(self.conn))
         if exc is not None:
             self._reject(exc)
             return
-        assert self._room_ref is not None
         try:
             closed = self._room_ref.ask(m.CompleteJoin(self.pid, ticket.gen))
         except pykka.ActorDeadError:
@@ -132,7 +127,7 @@ class ParticipantActor(GeventActor):
         else:
             log_hook_error("on_join", exc)
             self.conn.close(1008, "join rejected")
-        assert self._room_ref is not None and self._ticket is not None
+        assert self._ticket is not None
         self._tell_room(m.FailJoin(self.pid, self._ticket.gen, exc))
 
     # -- frames -------------------------------------------------------------------------
@@ -141,8 +136,7 @@ class ParticipantActor(GeventActor):
         try:
             envelope = decode(text)
         except BadEnvelope as bad:
-            if not self.conn.push(error_frame("bad_envelope", str(bad))):
-                self.conn.close(4008, "slow consumer")
+            self.conn.push(OutFrame(error_frame("bad_envelope", str(bad))))
             return
         exc = call_hook(self.hooks.on_message, self.room, self.pid, envelope)
         if exc is None:
@@ -155,18 +149,13 @@ class ParticipantActor(GeventActor):
 
     # -- end ------------------------------------------------------------------------------
 
+    @handles(m.Ended)
     def _ended(self, msg: m.Ended) -> None:
         if self._ticket is not None:
             self._tell_room(m.Disconnect(self.pid, self._ticket.gen, msg.code, msg.reason))
-        try:
-            self.hub.tell(m.ParticipantEnded(self.actor_ref))
-        except pykka.ActorDeadError:
-            pass
+        tell_quietly(self.hub, m.ParticipantEnded(self.actor_ref))
 
     def _tell_room(self, msg: Any) -> None:
-        if self._room_ref is None:
-            return
-        try:
-            self._room_ref.tell(msg)
-        except pykka.ActorDeadError:
-            pass  # the room was closed or the hub stopped: nothing left to report to
+        # The room may be closed, or the hub stopped: then nothing is left to report to.
+        if self._room_ref is not None:
+            tell_quietly(self._room_ref, msg)

@@ -12,20 +12,18 @@ import pykka
 
 from wsroom.errors import ParticipantOffline, RoomNotFound
 from wsroom.hooks import HookSet
-from wsroom.transport.frames import OutFrame
 from wsroom.types import BroadcastReport, Delivery, ParticipantID, Presence, ReconnectPolicy, RoomID
 
 from . import messages as m
 from .hookcall import spawn_hook
-from .runtime import GeventActor
+from .runtime import GeventActor, handles, tell_quietly
 from .state import Leave, RoomState
 
 __all__ = ["RoomActor"]
 
 logger = logging.getLogger("wsroom.actors")
 
-_SLOW = (4008, "slow consumer")
-_TELLS = frozenset({m.FailJoin, m.Disconnect, m.Expire, m.Flush})
+SLOW_CONSUMER = (4008, "slow consumer")
 
 
 class RoomActor(GeventActor):
@@ -56,36 +54,12 @@ class RoomActor(GeventActor):
         self._hooks_running: list[gevent.Greenlet[Any, Any]] = []
         # Why the room closed, for a join whose on_join was still running then.
         self._closed_reason: BaseException | None = None
-        self._handlers: dict[type, Any] = {
-            m.SendTo: self._send_to,
-            m.Broadcast: self._broadcast,
-            m.BeginJoin: self._begin_join,
-            m.CompleteJoin: self._complete_join,
-            m.FailJoin: self._fail_join,
-            m.Disconnect: self._disconnect,
-            m.Members: self._members,
-            m.CloseRoom: self._close_room,
-            m.Expire: self._expire,
-            m.Flush: self._resume_flush,
-        }
 
-    def on_receive(self, message: Any) -> Any:
-        handler = self._handlers[type(message)]
-        try:
-            if type(message) not in _TELLS:
-                return handler(message)  # an ask: the caller gets any exception
-            try:
-                return handler(message)
-            except Exception:
-                # pykka stops an actor whose tell raised; one bad event must not end a room.
-                logger.exception("room %r failed to handle %r", self.room, message)
-                return None
-        finally:
-            changes = self.state.take_presence_changes()
-            if changes:
-                self._announce(changes)
-
-    def _announce(self, changes: list[tuple[ParticipantID, Presence]]) -> None:
+    def after_message(self) -> None:
+        # Presence news from whatever the message changed, announced once it is handled.
+        changes = self.state.take_presence_changes()
+        if not changes:
+            return
         on_presence = getattr(self.hooks, "on_presence", None)
         if on_presence is None:
             return
@@ -94,7 +68,8 @@ class RoomActor(GeventActor):
 
     # -- joins ----------------------------------------------------------------------------
 
-    def _begin_join(self, msg: m.BeginJoin) -> Any:
+    @handles(m.BeginJoin)
+    def _begin_join(self, msg: m.BeginJoin) -> m.Admission:
         if self.state.closed:
             raise m.RoomIsGone(self.room)
         ticket = self.state.begin_join(msg.pid, msg.conn)
@@ -107,7 +82,8 @@ class RoomActor(GeventActor):
         after = self._leaving.pop(msg.pid, None)
         return m.Admission(ticket, after if after is not None and not after.dead else None)
 
-    def _complete_join(self, msg: m.CompleteJoin) -> Any:
+    @handles(m.CompleteJoin)
+    def _complete_join(self, msg: m.CompleteJoin) -> BaseException | None:
         if self.state.closed:
             return self._closed_reason
         had_members = self.state.has_members
@@ -125,21 +101,24 @@ class RoomActor(GeventActor):
         connection's writer reports the outbox drained."""
         conn = self.state.live[pid]
         for i, frame in enumerate(backlog):
-            if not conn.push(frame):
+            if not conn.offer(frame):
                 self.state.hold(pid, backlog[i:])
-                conn.when_drained(partial(_tell, self.actor_ref, m.Flush(pid, gen)))
+                conn.when_drained(partial(tell_quietly, self.actor_ref, m.Flush(pid, gen)))
                 return
 
+    @handles(m.Flush)
     def _resume_flush(self, msg: m.Flush) -> None:
         backlog = self.state.complete_join(msg.pid, msg.gen)
         if backlog is not None:
             self._flush(msg.pid, msg.gen, backlog)
 
+    @handles(m.FailJoin)
     def _fail_join(self, msg: m.FailJoin) -> None:
         self._leave(self.state.fail_join(msg.pid, msg.gen, msg.reason))
 
     # -- disconnects and grace -------------------------------------------------------------
 
+    @handles(m.Disconnect)
     def _disconnect(self, msg: m.Disconnect) -> None:
         conn = self.state.connection_of(msg.pid, msg.gen)
         if conn is None:
@@ -149,12 +128,14 @@ class RoomActor(GeventActor):
         self._rearm()
 
     def _slow_consumer(self, pid: ParticipantID, conn: Any) -> None:
+        # The connection closed itself with 4008 when its outbox overflowed; what it had not
+        # written waits in the offline queue for the reconnect.
         member = self.state.members[pid]
         unsent = conn.take_unsent()
-        conn.close(*_SLOW)
-        self._leave(self.state.disconnect(pid, member.gen, *_SLOW, unsent))
+        self._leave(self.state.disconnect(pid, member.gen, *SLOW_CONSUMER, unsent))
         self._rearm()
 
+    @handles(m.Expire)
     def _expire(self, _msg: m.Expire) -> None:
         self._timer_at = None
         for leave in self.state.expire():
@@ -175,17 +156,15 @@ class RoomActor(GeventActor):
             self._timer.start(self._fire)
 
     def _fire(self) -> None:
-        try:
-            self.actor_ref.tell(m.Expire())
-        except pykka.ActorDeadError:
-            pass
+        tell_quietly(self.actor_ref, m.Expire())
 
     # -- delivery ------------------------------------------------------------------------
 
+    @handles(m.SendTo)
     def _send_to(self, msg: m.SendTo) -> Delivery:
         if not self.state.has_members:
             raise RoomNotFound()
-        frame = OutFrame(msg.frame)
+        frame = msg.frame
         target = self.state.route(msg.pid, frame)
         if isinstance(target, Delivery):
             return target
@@ -197,11 +176,12 @@ class RoomActor(GeventActor):
             raise ParticipantOffline()
         return Delivery.QUEUED
 
+    @handles(m.Broadcast)
     def _broadcast(self, msg: m.Broadcast) -> BroadcastReport:
         state = self.state
         if not state.has_members:
             raise RoomNotFound()
-        frame = OutFrame(msg.frame)  # framed once, the same bytes for every member
+        frame = msg.frame  # framed once, the same bytes for every member
         exclude = msg.exclude
         sent = 0
         stalled: list[tuple[ParticipantID, Any]] = []
@@ -217,6 +197,7 @@ class RoomActor(GeventActor):
         queued, dropped = state.queue_for_waiting(frame, exclude)
         return BroadcastReport(sent=sent, queued=queued, dropped=tuple(dropped))
 
+    @handles(m.Members)
     def _members(self, _msg: m.Members) -> dict[ParticipantID, Presence]:
         if not self.state.has_members:
             raise RoomNotFound()
@@ -224,6 +205,7 @@ class RoomActor(GeventActor):
 
     # -- the room as a whole --------------------------------------------------------------
 
+    @handles(m.CloseRoom)
     def _close_room(self, msg: m.CloseRoom) -> list[gevent.Greenlet[Any, Any]]:
         if self.state.closed or (msg.must_exist and not self.state.has_members):
             raise RoomNotFound()
@@ -262,10 +244,3 @@ class RoomActor(GeventActor):
     def on_stop(self) -> None:
         if self._timer is not None:
             self._timer.close()
-
-
-def _tell(ref: pykka.ActorRef[Any], msg: Any) -> None:
-    try:
-        ref.tell(msg)
-    except pykka.ActorDeadError:
-        pass  # the room is gone; nothing is left to flush

@@ -1,8 +1,18 @@
-"""A pykka actor runtime on native gevent primitives.
+"""A pykka actor runtime on native gevent primitives, and the one way its actors take messages.
 
 pykka 4 keeps three hooks for new runtimes (``_create_actor_inbox``, ``_create_future``,
 ``_start_actor_loop``); this module fills them with a gevent queue, an ``AsyncResult`` and a
 greenlet, so an ask costs a greenlet switch instead of an OS thread hand-off.
+
+Messages say what they are: an ``Ask`` is answered (what its handler raises goes back to the
+caller), a ``Tell`` is not (what its handler raises is logged and the actor lives on). Each
+actor marks its handlers with ``@handles``; ``GeventActor.on_receive`` is the one dispatcher.
+
+Every reliance on pykka's private internals lives in this module (checked against pykka 4.5.0;
+``tests/unit/test_private_internals.py`` fails loudly when an upgrade breaks one of them):
+the three runtime hooks, ``Actor._handle_receive`` (to fence ``BaseException``),
+``Future._get_hook`` (pykka's own ``get()`` is of use only when a hook is set), and the types
+imported below for annotations only.
 """
 
 from __future__ import annotations
@@ -10,7 +20,8 @@ from __future__ import annotations
 import logging
 import queue
 import sys
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import gevent
 import gevent.event
@@ -23,9 +34,18 @@ if TYPE_CHECKING:
     from pykka._future import GetHookFunc
     from pykka._types import OptExcInfo
 
-__all__ = ["ActorCrashed", "GeventActor", "GeventFuture"]
+__all__ = [
+    "ActorCrashed",
+    "Ask",
+    "GeventActor",
+    "GeventFuture",
+    "Tell",
+    "handles",
+    "tell_quietly",
+]
 
 T = TypeVar("T")
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 logger = logging.getLogger("wsroom.actors")
 
@@ -38,11 +58,47 @@ class ActorCrashed(RuntimeError):
     """
 
 
+class Ask:
+    """Base of the messages whose sender waits for the answer (or the exception)."""
+
+    __slots__ = ()
+
+
+class Tell:
+    """Base of the messages nobody waits for: a failure is logged and never ends the actor
+    (pykka would stop an actor whose tell raised)."""
+
+    __slots__ = ()
+
+
+def handles(*types: type[Ask | Tell]) -> Callable[[Handler], Handler]:
+    """Mark an actor method as the handler of these message types."""
+
+    def mark(method: Handler) -> Handler:
+        method.__dict__["wsroom_handles"] = types
+        return method
+
+    return mark
+
+
+def tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> bool:
+    """Tell ``ref``; False (and nothing else) when that actor is already gone.
+
+    For reports whose addressee may have ended meanwhile (a reaped room, a stopped hub): there
+    is nothing left to report to, which is no error.
+    """
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        return False
+    return True
+
+
 class GeventFuture(pykka.Future[T]):
     """A pykka future backed by ``gevent.event.AsyncResult``.
 
-    An actor method may answer with another future of this runtime (to forward a request
-    without blocking on it); ``get()`` then waits for that inner future too.
+    A method reached through ``hub.proxy`` answers with the room actor's future rather than wait
+    on it inside the hub's mailbox; ``get()`` then waits for that inner future too.
     """
 
     def __init__(self) -> None:
@@ -92,7 +148,51 @@ class GeventFuture(pykka.Future[T]):
 
 
 class GeventActor(pykka.Actor):
-    """A pykka actor whose loop is a greenlet and whose inbox is a gevent queue."""
+    """A pykka actor whose loop is a greenlet and whose inbox is a gevent queue.
+
+    Its ``on_receive`` dispatches ``Ask`` and ``Tell`` messages to the methods marked with
+    ``@handles``; a subclass with its own ``on_receive`` (any pykka actor) works as well.
+    """
+
+    _dispatch: ClassVar[dict[type, Callable[[Any, Any], Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table: dict[type, Callable[[Any, Any], Any]] = {}
+        for klass in reversed(cls.__mro__):
+            for attr in vars(klass).values():
+                for kind in getattr(attr, "wsroom_handles", ()):
+                    table[kind] = attr
+        cls._dispatch = table
+
+    def on_receive(self, message: Any) -> Any:
+        handler = self._dispatch.get(type(message))
+        if isinstance(message, Ask):
+            try:
+                if handler is None:
+                    raise TypeError(f"{type(self).__name__} has no handler for {message!r}")
+                return handler(self, message)
+            finally:
+                self.after_message()
+        try:
+            if handler is None:
+                logger.error("%s has no handler for %r", type(self).__name__, message)
+                return None
+            return handler(self, message)
+        except Exception as exc:  # noqa: BLE001 -- a tell's failure must not end the actor
+            self.on_tell_failed(message, exc)
+            return None
+        finally:
+            self.after_message()
+
+    def after_message(self) -> None:
+        """Called after every dispatched message, answered or not (for news to announce)."""
+
+    def on_tell_failed(self, message: Any, exc: Exception) -> None:
+        """A tell's handler raised: a bug of ours, never the sender's. Logged with its traceback."""
+        logger.error("%s failed to handle %r", self, message, exc_info=exc)
+
+    # -- the runtime hooks pykka 4 keeps for new actor types -----------------------------------
 
     @staticmethod
     def _create_actor_inbox() -> ActorInbox:

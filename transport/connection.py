@@ -1,9 +1,12 @@
-"""One upgraded WebSocket: the read loop in the caller's greenlet and one writer greenlet.
+"""One upgraded WebSocket: its reader (the caller's greenlet) and its writer greenlet.
 
-The writer is the only greenlet that writes to the socket, always with ``sendall``, so no frame
-is ever cut short or interleaved (simple-websocket's own ``send`` writes once and ignores a
-partial write). Data frames come from a bounded ``Outbox``; control frames (pongs, pings,
-close) from the reader jump the queue between two data frames.
+The pair owns the connection: its ``Lifecycle`` (one explicit phase instead of loose flags),
+its keep-alive, its socket and its outbox. Everyone else has two entry points, ``push`` and
+``close``, which record a request and wake the writer; only the writer blocks writing, always
+with ``sendall``, so no frame is ever cut short or interleaved (simple-websocket's own ``send``
+writes once and ignores a partial write). One exception keeps fan-out at the stack's floor: when
+no writer runs and nothing waits, ``push`` writes the frame at once without blocking, and a
+write the socket takes whole costs no greenlet at all.
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ from typing import Any
 
 import gevent
 from wsproto.connection import ConnectionState
-from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.events import BytesMessage, Ping, Pong, TextMessage
+from wsproto.events import CloseConnection as CloseEvent
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from .frames import FAST, TOO_BIG, InboundFrames, OutFrame
+from wsroom.wire import OutFrame
+
+from .frames import FAST, TOO_BIG, InboundFrames
 from .handshake import ServerSocket
+from .lifecycle import KeepAlive, Lifecycle, Phase, Tick
 from .outbox import Outbox
 
 __all__ = ["Connection", "ConnectionOptions"]
@@ -28,7 +35,7 @@ __all__ = ["Connection", "ConnectionOptions"]
 logger = logging.getLogger("wsroom.transport")
 
 _RECV_BYTES = 65536
-OPEN = ConnectionState.OPEN
+_SLOW_CONSUMER = (4008, "slow consumer")
 
 
 class ConnectionOptions:
@@ -73,8 +80,9 @@ class ConnectionOptions:
 class Connection:
     """The transport side of one participant's connection.
 
-    ``push`` is called by whoever delivers (the room actor, ``Client.send``); ``run`` by the
-    WSGI handler greenlet, which it blocks until the connection is over.
+    ``push`` and ``close`` are called by whoever delivers (the room actor, ``Client.send``, the
+    participant); ``run`` by the WSGI handler greenlet, which it blocks until the connection is
+    over.
     """
 
     def __init__(self, environ: dict[str, Any], options: ConnectionOptions) -> None:
@@ -84,47 +92,90 @@ class Connection:
         # handshake objects (h11 state, simple-websocket's buffers) are let go.
         self._ws = server.ws.connection
         self._sock: socket.socket = server.sock
+        self.life = Lifecycle()
+        self._keepalive = KeepAlive()
         self.outbox: Outbox[OutFrame] = Outbox(
             options.outbox_max_messages, options.outbox_max_bytes, OutFrame.size_of
         )
-        self._control: deque[bytes] = deque()
+        self._control: deque[bytes] = deque()  # pongs, pings, a close reply: ahead of data
         # Without an extension, the shared pre-built frame bytes go out as they are; with
         # permessage-deflate each connection must frame (and compress) through wsproto.
         self._prebuilt = not options.compression
-        # The socket's non-blocking core: with no writer running, nothing is queued, and the
-        # caller writes at once; a send that completes costs no greenlet at all.
+        # The socket's non-blocking core, for writes that must not wait.
         self._raw: Any = getattr(self._sock, "_sock", None)
         self._partial: memoryview | None = None  # the rest of a write the fast path began
-        self._close_sent = False
         self._on_drain: Callable[[], None] | None = None
-        self._closing: tuple[int, str] | None = None  # a close the server asked for
-        self._finished = False  # the read side is over: write what is left and shut the socket
         self._abort_timer: Any = None
-        self._pong_due = False  # a ping went out and no pong came back yet
-        self._read_busy = False  # the reader is handling what it read, not waiting in recv
         # Spawned only while something waits to be written (most connections are idle, and
         # most writes complete at once), and gone once all is written.
         self._writer: gevent.Greenlet[Any, Any] | None = None
-        # Whether push() may write at once: no writer running, open, no close under way. Kept
-        # up to date where those change, so the per-member check in a broadcast is one read.
-        self._direct = self._raw is not None and self._prebuilt
+        # Whether push() may write at once: derived from the phase and the writer, and set only
+        # where those change (close, _end, _wake_writer, the writer's end), so the per-member
+        # check in a broadcast is one attribute read.
+        self._direct = False
+        self._refresh_direct()
 
-    # -- the write side -------------------------------------------------------------------
+    # -- the two entry points ------------------------------------------------------------
 
-    def push(self, frame: OutFrame | str) -> bool:
-        """Deliver one encoded text message; False when the outbox is full (nothing queued).
+    def push(self, frame: OutFrame) -> bool:
+        """Deliver one message; past the outbox's bounds, close as a slow consumer (4008) and
+        return False (the frames not yet written stay for ``take_unsent``)."""
+        if self.offer(frame):
+            return True
+        self.close(*_SLOW_CONSUMER)
+        return False
 
-        When the writer is idle and nothing waits, the frame is written at once without
-        blocking; what the socket does not take now, the writer finishes before anything else.
-        """
-        if isinstance(frame, str):
-            frame = OutFrame(frame)
+    def close(self, code: int, reason: str = "", linger: float | None = None) -> None:
+        """Ask for a close with ``code``: the writer sends the close frame after the frame it is
+        writing, then the socket is cut after ``linger`` seconds (default ``close_timeout``)
+        unless the peer finished the handshake first. Frames still queued are not written
+        (``take_unsent`` has them). Only the first close counts."""
+        if not self.life.request_close(code, reason):
+            return
+        self._refresh_direct()
+        self._wake_writer()
+        wait = self.options.close_timeout if linger is None else linger
+        self._abort_timer = gevent.get_hub().loop.timer(wait)
+        self._abort_timer.start(self._abort)
+
+    # -- what the room needs besides ------------------------------------------------------
+
+    def offer(self, frame: OutFrame) -> bool:
+        """Deliver one message if the outbox has room; False (nothing queued, nothing closed)
+        when it has not: a reconnect's backlog is flushed this way, as the writer drains."""
         if self._direct and self._write_now(frame.wire):
             return True
         if not self.outbox.push(frame):
             return False
-        self._kick()
+        self._wake_writer()
         return True
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, from the writer, when everything queued has been written."""
+        self._on_drain = callback
+        if self._writer is None and not self.outbox:
+            self._drained()
+
+    def take_unsent(self) -> list[OutFrame]:
+        """Frames queued but not yet written, for the offline queue."""
+        return self.outbox.take_all()
+
+    @property
+    def closing(self) -> bool:
+        """Whether a close has been asked for (by the server) or the connection is over."""
+        return not self.life.is_open
+
+    # -- the write side --------------------------------------------------------------------
+
+    def _refresh_direct(self) -> None:
+        self._direct = (
+            self._writer is None and self.life.is_open and self._prebuilt and self._raw is not None
+        )
+
+    def _end(self) -> None:
+        # The read side is over (or the socket broke): no data frame goes out any more.
+        self.life.end()
+        self._refresh_direct()
 
     def _write_now(self, data: bytes) -> bool:
         # Only with no writer running (so nothing is queued ahead): write what the socket takes
@@ -140,66 +191,8 @@ class Connection:
             return False  # broken: the writer will find out and end the connection
         if sent < len(data):
             self._partial = memoryview(data)[sent:]
-            self._kick()
+            self._wake_writer()
         return True
-
-    def when_drained(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once, from the writer, when everything queued has been written."""
-        self._on_drain = callback
-        if self._writer is None and not self.outbox:
-            self._drained()
-
-    def _drained(self) -> None:
-        callback, self._on_drain = self._on_drain, None
-        if callback is not None:
-            callback()
-
-    def _kick(self) -> None:
-        if self._writer is None:
-            self._direct = False
-            self._writer = gevent.spawn(self._write_loop)
-
-    def _refresh_direct(self) -> None:
-        self._direct = (
-            self._writer is None
-            and self._prebuilt
-            and self._raw is not None
-            and self._closing is None
-            and not self._finished
-            and self._ws.state is OPEN
-        )
-
-    def take_unsent(self) -> list[OutFrame]:
-        """Frames queued but not yet written, for the offline queue."""
-        return self.outbox.take_all()
-
-    @property
-    def closing(self) -> bool:
-        """Whether a close has been asked for (by the server) or the connection is over."""
-        return self._closing is not None or self._finished
-
-    def close(self, code: int, reason: str = "", linger: float | None = None) -> None:
-        """Close with ``code``: after the frame being written, send the close frame, then wait
-        up to ``linger`` seconds (default ``close_timeout``) for the peer before cutting the
-        socket. Frames still queued are not written (``take_unsent`` has them).
-        """
-        if self._closing is not None or self._finished:
-            return
-        # A close frame's reason has room for 123 bytes of UTF-8 (RFC 6455 §5.5).
-        reason = reason.encode()[:123].decode("utf-8", "ignore")
-        self._closing = (code, reason)
-        self._direct = False
-        self._kick()
-        wait = self.options.close_timeout if linger is None else linger
-        self._abort_timer = gevent.get_hub().loop.timer(wait)
-        self._abort_timer.start(self._abort)
-
-    def _abort(self) -> None:
-        # The peer did not finish the close handshake in time, or cannot be written to.
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def _send_control(self, data: bytes) -> None:
         if not data:
@@ -207,12 +200,23 @@ class Connection:
         if self._writer is None and self._write_now(data):
             return
         self._control.append(data)
-        self._kick()
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self._writer is None:
+            self._direct = False
+            self._writer = gevent.spawn(self._write_loop)
+
+    def _drained(self) -> None:
+        callback, self._on_drain = self._on_drain, None
+        if callback is not None:
+            callback()
 
     def _write_loop(self) -> None:
         # The one greenlet that may block writing; it ends when nothing is left to write.
         sock = self._sock
         ws = self._ws
+        life = self.life
         outbox = self.outbox
         control = self._control
         try:
@@ -222,12 +226,13 @@ class Connection:
                     sock.sendall(rest)
                 elif control:
                     sock.sendall(control.popleft())
-                elif self._closing is not None and not self._close_sent:
-                    self._close_sent = True
-                    if ws.state is OPEN:
-                        code, reason = self._closing
-                        sock.sendall(ws.send(CloseConnection(code, reason or None)))
-                elif outbox and self._closing is None and not self._finished and ws.state is OPEN:
+                elif life.owes_close_frame:
+                    life.close_sent()
+                    if ws.state is ConnectionState.OPEN:
+                        assert life.close_request is not None
+                        code, reason = life.close_request
+                        sock.sendall(ws.send(CloseEvent(code, reason or None)))
+                elif outbox and life.is_open and ws.state is ConnectionState.OPEN:
                     frame = outbox.pop()
                     assert frame is not None
                     if self._prebuilt:
@@ -235,18 +240,25 @@ class Connection:
                     else:
                         sock.sendall(ws.send(TextMessage(frame.text)))
                 else:
-                    if not outbox and not self._finished:
+                    if not outbox and life.phase is not Phase.ENDED:
                         self._drained()
                     return
         except (OSError, LocalProtocolError) as exc:
             logger.debug("writer stopped: %r", exc)
-            self._finished = True
+            self._end()
             self._abort()
         finally:
             self._writer = None
             self._refresh_direct()
 
-    # -- the read side --------------------------------------------------------------------
+    def _abort(self) -> None:
+        # The peer did not finish the close handshake in time, or cannot be written to.
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # -- the read side ---------------------------------------------------------------------
 
     def run(self, on_text: Callable[[str], None]) -> tuple[int, str]:
         """Read until the connection is over, handing each whole text message to ``on_text``.
@@ -261,7 +273,7 @@ class Connection:
         keepalive: Any = None
         if interval > 0:
             keepalive = gevent.get_hub().loop.timer(interval, interval)
-            keepalive.start(self._keepalive, interval)
+            keepalive.start(self._keepalive_tick, interval)
         try:
             peer_close = self._read_loop(on_text)
         except (OSError, RemoteProtocolError, LocalProtocolError) as exc:
@@ -270,27 +282,27 @@ class Connection:
             if keepalive is not None:
                 keepalive.close()
             self._finish()
-        if self._closing is not None:
-            return self._closing
-        return peer_close or (1006, "")
+        return self.life.outcome(peer_close)
 
     def _read_loop(self, on_text: Callable[[str], None]) -> tuple[int, str] | None:
         sock = self._sock
         sock.settimeout(None)  # reads and writes both wait as long as it takes
         ws = self._ws
+        life = self.life
+        keepalive = self._keepalive
         max_size = self.options.max_message_size
         frames = InboundFrames(max_size, fast=self._prebuilt)
         parts: list[str] = []
         size = 0
         while True:
-            self._read_busy = False
+            keepalive.reader_busy = False
             data = sock.recv(_RECV_BYTES)
             if not data:
                 return None
-            self._read_busy = True  # until the next recv (on_text may wait for the participant)
+            keepalive.reader_busy = True  # until the next recv (on_text may wait for room)
             for kind, payload in frames.feed(data):
                 if kind is FAST:
-                    if self._closing is not None:
+                    if not life.is_open:
                         continue
                     try:
                         text = payload.decode()
@@ -305,7 +317,7 @@ class Connection:
                 ws.receive_data(payload)  # whole frames only: wsproto never holds a partial one
                 for event in ws.events():
                     if isinstance(event, TextMessage):
-                        if self._closing is not None:
+                        if not life.is_open:
                             continue
                         # The limit is in bytes on the wire, not characters of the decoded text.
                         chunk = event.data
@@ -325,32 +337,31 @@ class Connection:
                     elif isinstance(event, Ping):
                         self._send_control(ws.send(event.response()))
                     elif isinstance(event, Pong):
-                        self._pong_due = False
-                    elif isinstance(event, CloseConnection):
-                        self._direct = False  # no data frame may follow a close frame
-                        if ws.state is ConnectionState.REMOTE_CLOSING:
-                            self._send_control(ws.send(event.response()))
-                        elif ws.state is ConnectionState.OPEN:
+                        keepalive.pong()
+                    elif isinstance(event, CloseEvent):
+                        if ws.state is ConnectionState.OPEN:
                             # A protocol error found by wsproto: answer with its code and stop.
                             self.close(int(event.code), event.reason or "")
                             return None
+                        # The peer's close: no data frame may follow it, only the reply.
+                        self._end()
+                        if ws.state is ConnectionState.REMOTE_CLOSING:
+                            self._send_control(ws.send(event.response()))
                         return (int(event.code), event.reason or "")
 
-    def _keepalive(self, interval: float) -> None:
-        # A loop-timer callback, every ``interval``: ping, or close a peer that did not answer
-        # the last ping (so a silent peer goes after about two intervals).
-        if self._closing is not None or self._finished or self._read_busy:
-            return  # a reader held up by its participant cannot see a pong: skip this tick
-        if self._pong_due:
+    def _keepalive_tick(self, interval: float) -> None:
+        # A loop-timer callback, every ``interval``.
+        if not self.life.is_open:
+            return
+        tick = self._keepalive.tick()
+        if tick is Tick.DEAD:
             self.close(1008, "ping timeout", linger=min(interval, 1.0))
-        elif self._ws.state is ConnectionState.OPEN:
-            self._pong_due = True
+        elif tick is Tick.PING and self._ws.state is ConnectionState.OPEN:
             self._send_control(self._ws.send(Ping()))
 
     def _finish(self) -> None:
         # Let the writer flush any close reply, then shut the socket whatever happens.
-        self._finished = True
-        self._direct = False
+        self._end()
         writer = self._writer
         if writer is not None:
             writer.join(timeout=self.options.close_timeout)

@@ -1,44 +1,8 @@
-"""Outbound frames built once: the text, and the whole WebSocket frame as it goes on the wire."""
+"""Inbound frames cut from the byte stream (sans-I/O), with the fast path for whole text frames."""
 
 from __future__ import annotations
 
-import struct
-
-__all__ = ["FAST", "RAW", "TOO_BIG", "InboundFrames", "OutFrame", "unmask"]
-
-_TEXT_FIN = 0x81  # FIN + opcode 1 (text)
-
-
-class OutFrame:
-    """One outbound text message, framed once for every receiver.
-
-    Server frames are not masked, so the bytes of a frame are the same for every connection that
-    negotiated no extension: a broadcast builds them once and each socket writes the same bytes.
-    """
-
-    __slots__ = ("size", "text", "wire")
-
-    def __init__(self, text: str) -> None:
-        data = text.encode()
-        n = len(data)
-        if n < 126:
-            header = bytes((_TEXT_FIN, n))
-        elif n < 65536:
-            header = struct.pack("!BBH", _TEXT_FIN, 126, n)
-        else:
-            header = struct.pack("!BBQ", _TEXT_FIN, 127, n)
-        self.text = text
-        self.size = n
-        self.wire = header + data
-
-    @staticmethod
-    def size_of(frame: OutFrame) -> int:
-        """The payload size in bytes (what ``outbox_max_bytes`` counts)."""
-        return frame.size
-
-    def __repr__(self) -> str:
-        return f"OutFrame({self.text[:60]!r}{'...' if len(self.text) > 60 else ''})"
-
+__all__ = ["FAST", "RAW", "TOO_BIG", "InboundFrames", "unmask"]
 
 FAST = 0
 """An ``InboundFrames`` item: the unmasked payload of a whole, final text frame."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .envelope import Envelope, encode
+from .envelope import Envelope
 from .errors import CloseConnection
 from .types import Identity, JoinContext, ParticipantID, Presence, RoomID
+from .wire import OutFrame, frame_of
 
 __all__ = ["Client", "HookSet", "Hooks", "Resolver"]
 
@@ -52,10 +53,12 @@ class Resolver(Protocol):
 
 
 class _Sink(Protocol):
+    """A connection's entry points (``wsroom.transport.connection.Connection``)."""
+
     @property
     def closing(self) -> bool: ...
 
-    def push(self, frame: str) -> bool: ...
+    def push(self, frame: OutFrame) -> bool: ...
 
     def close(self, code: int, reason: str = "", linger: float | None = None) -> None: ...
 
@@ -74,13 +77,10 @@ class Client:
         Returns False when the connection is closing or its outbox is full (then it is closed
         with 4008 ``slow consumer``). Raises ``BadEnvelope`` for an envelope that cannot be encoded.
         """
-        frame = encode(envelope)
+        frame = frame_of(envelope)
         if self._sink.closing:
             return False
-        if self._sink.push(frame):
-            return True
-        self._sink.close(4008, "slow consumer")
-        return False
+        return self._sink.push(frame)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close this connection with ``code``; the membership then follows the usual rules."""

@@ -1,33 +1,23 @@
-"""``new_hub`` and the ``Hub`` facade: blocking calls that are asks to the hub actor."""
+"""``new_hub`` and the ``Hub`` facade: the public calls, each a blocking ask of an actor."""
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import gevent
-import gevent.lock
 import gevent.monkey
 import pykka
 
 from wsroom.actors import messages as m
-from wsroom.actors.hub import Encoded, HubActor
-from wsroom.actors.participant import INBOUND_WINDOW, ParticipantActor
-from wsroom.actors.runtime import GeventActor
-from wsroom.transport.connection import Connection, ConnectionOptions
-from wsroom.transport.handshake import check_upgrade
+from wsroom.actors.hookcall import hook_room
+from wsroom.actors.hub import CLOSE_ROOM, HubActor
+from wsroom.actors.runtime import Ask, GeventActor
+from wsroom.transport.connection import ConnectionOptions
+from wsroom.transport.session import serve_session
 
-from .envelope import Envelope, encode
-from .errors import (
-    HandshakeRejected,
-    HubStopped,
-    MissingParticipantID,
-    ResolverRejected,
-    RoomNotFound,
-    WrongThread,
-)
+from .envelope import Envelope
+from .errors import HubStopped, RoomNotFound, WrongThread
 from .hooks import HookSet, Resolver
 from .types import (
     BroadcastReport,
@@ -38,10 +28,9 @@ from .types import (
     ReconnectPolicy,
     RoomID,
 )
+from .wire import frame_of
 
 __all__ = ["Hub", "HubOptions", "new_hub"]
-
-logger = logging.getLogger("wsroom")
 
 # The real OS thread id, even under gevent.monkey (where threading.get_ident names greenlets).
 _os_thread_id: Callable[[], int] = gevent.monkey.get_original("_thread", "get_ident")
@@ -93,52 +82,41 @@ class Hub:
         self, room: RoomID | str, participant: ParticipantID | str, envelope: Envelope
     ) -> Delivery:
         """Deliver ``envelope`` to one member: ``SENT`` if live, ``QUEUED`` if offline."""
-        frame = encode(envelope)
-        return self._to_room(  # type: ignore[no-any-return]
-            room,
-            m.SendTo(ParticipantID(participant), frame),
-            lambda: self.proxy.send_to(room, participant, Encoded(frame)),
-        )
+        message = m.SendTo(ParticipantID(participant), frame_of(envelope))
+        return self._ask_room(RoomID(room), message)  # type: ignore[no-any-return]
 
     def broadcast(
         self, room: RoomID | str, envelope: Envelope, exclude: Iterable[ParticipantID | str] = ()
     ) -> BroadcastReport:
         """Deliver ``envelope`` to every member but ``exclude``, encoded once for all."""
-        frame = encode(envelope)
         skip = frozenset(ParticipantID(p) for p in exclude)
-        return self._to_room(  # type: ignore[no-any-return]
-            room, m.Broadcast(frame, skip), lambda: self.proxy.broadcast(room, Encoded(frame), skip)
-        )
+        return self._ask_room(RoomID(room), m.Broadcast(frame_of(envelope), skip))  # type: ignore[no-any-return]
 
     def close_room(self, room: RoomID | str) -> None:
         """Close every connection with 4000, end every membership with ``RoomClosed``."""
-        self._call(lambda: self.proxy.close_room(room))
+        self._ask_room(RoomID(room), CLOSE_ROOM)
 
     def rooms(self) -> list[RoomID]:
         """Every room that has a member."""
-        return self._call(lambda: self.proxy.rooms())  # type: ignore[no-any-return]
+        return self._ask(lambda: self.proxy.rooms())  # type: ignore[no-any-return]
 
     def members(self, room: RoomID | str) -> dict[ParticipantID, Presence]:
         """Every member of ``room``, ``ONLINE`` or ``OFFLINE`` (inside its grace period)."""
-        return self._call(lambda: self.proxy.members(room))  # type: ignore[no-any-return]
+        return self._ask_room(RoomID(room), m.Members())  # type: ignore[no-any-return]
 
-    def _to_room(self, room: RoomID | str, msg: Any, via_hub: Callable[[], Any]) -> Any:
-        """Ask ``room``'s actor directly when the caller is a hook of one of its participants,
-        else through the hub actor.
-
-        A participant holds its room's ref (the hub gave it at the join), so its hooks skip a
-        mailbox hop on the commonest path: a reply or a broadcast from ``on_message``.
-        """
-        context = getattr(gevent.getcurrent(), "wsroom_room", None)
-        if context is not None and context[0] is self._ref and context[1] == room:
+    def _ask_room(self, room: RoomID, message: Ask) -> Any:
+        """Ask ``room``'s actor: directly from a hook of one of its participants (the rule is
+        ``hook_room``'s), else after asking the hub actor which actor that room is."""
+        here = hook_room.get()
+        if here is not None and here.hub is self._ref and here.room == room:
             if not self._ref.is_alive():
                 raise HubStopped()
-            own: pykka.ActorRef[Any] = context[2]
             try:
-                return own.ask(msg, block=False).get()
+                return here.ref.ask(message)
             except pykka.ActorDeadError:
                 pass  # that room was reaped; the hub knows whether a new one stands there
-        return self._call(via_hub)
+        ref: pykka.ActorRef[Any] = self._ask(lambda: self._ref.ask(m.FindRoom(room), block=False))
+        return self._ask(lambda: ref.ask(message, block=False))
 
     def _check_thread(self) -> None:
         if _os_thread_id() != self._thread:
@@ -147,7 +125,7 @@ class Hub:
                 "that created it (gevent.monkey.patch_all() makes threads greenlets)"
             )
 
-    def _call(self, call: Callable[[], Any]) -> Any:
+    def _ask(self, call: Callable[[], Any]) -> Any:
         self._check_thread()
         try:
             return call().get()
@@ -172,53 +150,16 @@ class Hub:
         resolver raised), ``MissingParticipantID`` or ``HandshakeRejected``; after it, nothing.
         """
         self._check_thread()
-        if not self._ref.is_alive():
-            raise HubStopped()
-        try:
-            pid = resolve(RoomID(room), identity)
-        except Exception as exc:
-            raise ResolverRejected() from exc
-        if not pid:
-            raise MissingParticipantID()
-        check_upgrade(environ, self.options.allowed_origins)
-        try:
-            conn = Connection(environ, self.options.connection)
-        except Exception as exc:
-            raise HandshakeRejected(f"the upgrade failed: {exc}", 400) from exc
-        environ["wsroom.upgraded"] = True
-        self._serve(conn, RoomID(room), ParticipantID(pid), identity)
-
-    def _serve(
-        self, conn: Connection, room: RoomID, pid: ParticipantID, identity: Identity
-    ) -> None:
-        window = gevent.lock.Semaphore(INBOUND_WINDOW)
-        participant = ParticipantActor.start(
-            self._ref, self.hooks, room, pid, identity, conn, window
+        serve_session(
+            self._ref,
+            self.hooks,
+            self.options.allowed_origins,
+            self.options.connection,
+            environ,
+            RoomID(room),
+            identity,
+            resolve,
         )
-        try:
-            self._ref.tell(m.ParticipantStarted(participant))
-            participant.tell(m.Start())
-        except pykka.ActorDeadError:
-            conn.close(1001, "hub stopped")
-
-        def on_text(text: str) -> None:
-            # Wait for room in the window, unless the actor is gone (the hub stopped): then the
-            # frame has nobody to go to.
-            while not window.acquire(timeout=0.5):
-                if not participant.is_alive():
-                    return
-            try:
-                participant.tell(m.Frame(text))
-            except pykka.ActorDeadError:
-                window.release()
-                conn.close(1001, "hub stopped")
-
-        code, reason = conn.run(on_text)
-        try:
-            participant.tell(m.Ended(code, reason))
-        except pykka.ActorDeadError:
-            return
-        participant.stop(block=True)
 
     # -- shutdown ------------------------------------------------------------------------
 
@@ -229,34 +170,11 @@ class Hub:
         if not self._ref.is_alive():
             return
         self._check_thread()
-        if GeventActor.in_actor():
-            gevent.spawn(self.stop, timeout)
-            return
-        deadline = time.monotonic() + timeout
-
-        def left() -> float:
-            return max(deadline - time.monotonic(), 0.01)
-
         try:
-            answer: tuple[list[Any], list[Any], list[Any]] = self._ref.ask(  # type: ignore[assignment]
-                m.StopHub(), timeout=left()
+            winding_down: gevent.Greenlet[Any, Any] = self._ref.ask(
+                m.StopHub(timeout, gevent.getcurrent()), timeout=timeout
             )
-        except (pykka.ActorDeadError, HubStopped):
+        except pykka.ActorDeadError:
             return
-        closing, rooms, participants = answer
-        hooks: list[gevent.Greenlet[Any, Any]] = []
-        for future in closing:
-            try:
-                hooks.extend(future.get(timeout=left()))
-            except Exception:
-                logger.exception("a room failed to close")
-        current = gevent.getcurrent()
-        gevent.joinall([g for g in hooks if g is not current], timeout=left())
-        # Each participant finishes the hook it is in, then stops; its socket completes the
-        # close handshake on its own (bounded by close_timeout).
-        for ref in [*participants, *rooms, self._ref]:
-            try:
-                ref.stop(block=True, timeout=left())
-            except pykka.Timeout:
-                logger.warning("%s did not stop within the timeout", ref)
-                ref.stop(block=False)
+        if not GeventActor.in_actor():
+            winding_down.join(timeout=timeout)

@@ -1,0 +1,102 @@
+"""One connection's session: the checks before the upgrade, the upgrade, its participant actor,
+the read loop feeding it, and the report of the end.
+
+``Hub.handle_ws`` calls ``serve_session`` and blocks in it (cooperatively) for the connection's
+life; the handler greenlet it runs in is the connection's reader.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import gevent.lock
+import pykka
+
+from wsroom.actors import messages as m
+from wsroom.actors.participant import ParticipantActor
+from wsroom.errors import HandshakeRejected, HubStopped, MissingParticipantID, ResolverRejected
+from wsroom.hooks import HookSet, Resolver
+from wsroom.types import Identity, ParticipantID, RoomID
+
+from .connection import Connection, ConnectionOptions
+from .handshake import check_upgrade
+
+__all__ = ["INBOUND_WINDOW", "serve_session"]
+
+logger = logging.getLogger("wsroom.transport")
+
+INBOUND_WINDOW = 64
+"""Frames read but not yet handled, per connection; past it the reader stops reading, so a fast
+sender meets TCP backpressure instead of growing the participant actor's (unbounded) inbox."""
+
+_WINDOW_POLL = 0.5  # how often a reader waiting for room checks that its participant still runs
+
+
+def serve_session(
+    hub: pykka.ActorRef[Any],
+    hooks: HookSet,
+    allowed_origins: Sequence[str] | None,
+    options: ConnectionOptions,
+    environ: dict[str, Any],
+    room: RoomID,
+    identity: Identity,
+    resolve: Resolver,
+) -> None:
+    """Upgrade this request and serve it as ``room``'s member until the connection ends.
+
+    Before the upgrade it raises ``HubStopped``, ``ResolverRejected`` (chained to what the
+    resolver raised), ``MissingParticipantID`` or ``HandshakeRejected``; after it, nothing.
+    """
+    if not hub.is_alive():
+        raise HubStopped()
+    try:
+        pid = resolve(room, identity)
+    except Exception as exc:
+        raise ResolverRejected() from exc
+    if not pid:
+        raise MissingParticipantID()
+    check_upgrade(environ, allowed_origins)
+    try:
+        conn = Connection(environ, options)
+    except Exception as exc:
+        raise HandshakeRejected(f"the upgrade failed: {exc}", 400) from exc
+    environ["wsroom.upgraded"] = True
+    _run(hub, hooks, conn, room, ParticipantID(pid), identity)
+
+
+def _run(
+    hub: pykka.ActorRef[Any],
+    hooks: HookSet,
+    conn: Connection,
+    room: RoomID,
+    pid: ParticipantID,
+    identity: Identity,
+) -> None:
+    window = gevent.lock.Semaphore(INBOUND_WINDOW)
+    participant = ParticipantActor.start(hub, hooks, room, pid, identity, conn, window.release)
+    try:
+        hub.tell(m.ParticipantStarted(participant))
+        participant.tell(m.Start())
+    except pykka.ActorDeadError:
+        conn.close(1001, "hub stopped")
+
+    def on_text(text: str) -> None:
+        # Wait for room in the window, unless the actor is gone (the hub stopped): then the
+        # frame has nobody to go to.
+        while not window.acquire(timeout=_WINDOW_POLL):
+            if not participant.is_alive():
+                return
+        try:
+            participant.tell(m.Inbound(text))
+        except pykka.ActorDeadError:
+            window.release()
+            conn.close(1001, "hub stopped")
+
+    code, reason = conn.run(on_text)
+    try:
+        participant.tell(m.Ended(code, reason))
+    except pykka.ActorDeadError:
+        return
+    participant.stop(block=True)
