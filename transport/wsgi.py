@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import gevent
 import gevent.event
@@ -19,6 +19,8 @@ from wsroom.errors import (
     WsroomError,
 )
 from wsroom.types import Identity, RoomID
+
+from ._wsgi_types import Environ, StartResponse, WSGIApp
 
 if TYPE_CHECKING:
     from wsroom.hooks import Resolver
@@ -36,9 +38,6 @@ __all__ = [
 logger = logging.getLogger("wsroom.transport")
 
 T = TypeVar("T")
-Environ = dict[str, Any]
-StartResponse = Callable[..., Any]
-WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _STATUS_TEXT = {
     400: "Bad Request",
