@@ -15,13 +15,13 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import gevent  # noqa: E402
-import gevent.event  # noqa: E402
-import gevent.selectors  # noqa: E402
-import simple_websocket  # noqa: E402
-from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
+import gevent
+import gevent.event
+import gevent.selectors
+import simple_websocket
+from gevent.pywsgi import WSGIHandler, WSGIServer
 
-from _common import parse_args, raise_nofile, ready  # noqa: E402
+from _common import parse_args, raise_nofile, ready
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -90,7 +90,7 @@ def app(environ: dict, start_response: Any) -> list[bytes]:
         SOCKETS.discard(sock)
         try:
             ws.close()
-        except Exception:
+        except (simple_websocket.ConnectionClosed, OSError):
             pass
     return []
 
