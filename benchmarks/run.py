@@ -56,7 +56,8 @@ def servers(node: str) -> list[Server]:
         Server("wsroom", "wsroom", "plain", (py, str(SERVERS_DIR / "wsroom_server.py"))),
         Server("floor", "floor (pywsgi+simple-websocket)", "plain",
                (py, str(SERVERS_DIR / "floor_server.py"))),
-        Server("pysio", "python-socketio (gevent)", "sio", (py, str(SERVERS_DIR / "pysio_server.py"))),
+        Server("pysio", "python-socketio (gevent)", "sio",
+               (py, str(SERVERS_DIR / "pysio_server.py"))),
         Server("nodesio", "Node socket.io", "sio", (node, str(NODE_DIR / "sio_server.js"))),
     ]
 
@@ -69,7 +70,7 @@ def _raise_nofile() -> None:
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
     except (ValueError, OSError):
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -147,7 +148,9 @@ class RunningServer:
         self.log.close()
 
 
-def loadgen(node: str, srv: RunningServer, scenario: str, timeout: float, **opts: Any) -> dict[str, Any]:
+def loadgen(
+    node: str, srv: RunningServer, scenario: str, timeout: float, **opts: Any
+) -> dict[str, Any]:
     """Run one scenario of the load generator against ``srv``; answer its RSS requests."""
     cmd = ["taskset", "-c", LOADGEN_CORE, node, str(NODE_DIR / "loadgen.js"),
            "--proto", srv.server.proto, "--port", str(srv.port), "--scenario", scenario,
@@ -157,8 +160,9 @@ def loadgen(node: str, srv: RunningServer, scenario: str, timeout: float, **opts
             cmd.append(f"--{key}")
         elif value is not False and value is not None:
             cmd += [f"--{key}", str(value)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=_raise_nofile, cwd=NODE_DIR)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_raise_nofile,
+                            cwd=NODE_DIR)
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
     errors: list[str] = []
@@ -229,7 +233,9 @@ def profile(quick: bool, args: argparse.Namespace) -> dict[str, Any]:
     return p
 
 
-def run_scenarios(node: str, server: Server, scen: set[str], p: dict[str, Any], logdir: Path) -> dict[str, Any]:
+def run_scenarios(
+    node: str, server: Server, scen: set[str], p: dict[str, Any], logdir: Path
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def fresh() -> RunningServer:
@@ -261,13 +267,15 @@ def run_scenarios(node: str, server: Server, scen: set[str], p: dict[str, Any], 
         finally:
             srv.stop()
     if "D" in scen:
-        for stalled, secs, key in ((False, p["stall_baseline_seconds"], "D0"), (True, p["stall_seconds"], "D1")):
-            print(f"  {server.key}: D {'with' if stalled else 'without'} a stalled reader ({secs} s)",
-                  flush=True)
+        runs = ((False, p["stall_baseline_seconds"], "D0"), (True, p["stall_seconds"], "D1"))
+        for stalled, secs, key in runs:
+            print(f"  {server.key}: D {'with' if stalled else 'without'} a stalled reader "
+                  f"({secs} s)", flush=True)
             srv = fresh()
             try:
                 out[key] = loadgen(node, srv, "stall", secs + 120, members=p["stall_members"],
-                                   seconds=secs, rate=p["rate"], size=p["stall_size"], stalled=stalled)
+                                   seconds=secs, rate=p["rate"], size=p["stall_size"],
+                                   stalled=stalled)
             finally:
                 srv.stop()
     return out
@@ -377,9 +385,11 @@ def table(ms: dict[str, dict[str, Any]], order: list[str], titles: dict[str, str
             row.append(ratio(ms["wsroom"].get(key), ms[k].get(key)) if spec != "{}" else "")
         rows.append(row)
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |"
-    sep = "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|"
-    body = ["| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":"
+                         for i, w in enumerate(widths)) + "|"
+    body = ["| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                              for i, (c, w) in enumerate(zip(r, widths, strict=True))) + " |"
             for r in rows]
     return "\n".join([line, sep, *body])
 
@@ -414,37 +424,43 @@ def targets(ms: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
     check("A missing and out-of-order = 0", (miss == 0 and ooo == 0) if both(miss, ooo) else None,
           f"{fmt(miss, '{}')} missing, {fmt(ooo, '{}')} out of order")
     kb = w.get("kb_per_conn")
-    check("B <= 45 KB per idle connection", (kb <= 45) if both(kb) else None, f"{fmt(kb, '{:.1f}')} KB")
+    check("B <= 45 KB per idle connection", (kb <= 45) if both(kb) else None,
+          f"{fmt(kb, '{:.1f}')} KB")
     a, b, c = w.get("rtt_per_s"), f.get("rtt_per_s"), s.get("rtt_per_s")
     check("C echo >= 75 % of the floor", (a / b >= 0.75) if both(a, b) and b else None, ratio(a, b))
-    check("C echo >= 1.8x python-socketio", (a / c >= 1.8) if both(a, c) and c else None, ratio(a, c))
+    check("C echo >= 1.8x python-socketio", (a / c >= 1.8) if both(a, c) and c else None,
+          ratio(a, c))
     d0, d1 = w.get("d0_p99"), w.get("d1_p99")
-    check("D p99 with a stalled reader within 20 % of without", (d1 <= 1.2 * d0) if both(d0, d1) else None,
+    check("D p99 with a stalled reader within 20 % of without",
+          (d1 <= 1.2 * d0) if both(d0, d1) else None,
           f"{fmt(d1, '{:.1f}')} vs {fmt(d0, '{:.1f}')} ms ({ratio(d1, d0)})")
     g0, g1 = w.get("d0_growth_mb"), w.get("d1_growth_mb")
     bound = OUTBOX_MAX_BYTES / 1024 / 1024
     check(f"D memory bounded by the outbox (extra growth <= {bound:.0f} MiB)",
           (g1 - g0 <= bound) if both(g0, g1) else None,
-          f"{fmt(None if not both(g0, g1) else g1 - g0, '{:+.1f}')} MB; {w.get('stalled_fate', '-')}")
+          f"{fmt(None if not both(g0, g1) else g1 - g0, '{:+.1f}')} MB; "
+          f"{w.get('stalled_fate', '-')}")
     return out
 
 
 def targets_table(rows: list[tuple[str, str, str]]) -> str:
     headers = ("target (wsroom)", "measured", "")
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(3)]
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+              for r in rows]
     return "\n".join(lines)
 
 
 def machine() -> str:
     cpu = "unknown CPU"
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     node_v = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
@@ -456,14 +472,17 @@ def machine() -> str:
 
 
 def ensure_node_modules(npm: str) -> None:
-    if (NODE_DIR / "node_modules" / "ws").is_dir() and (NODE_DIR / "node_modules" / "socket.io").is_dir():
+    modules = NODE_DIR / "node_modules"
+    if (modules / "ws").is_dir() and (modules / "socket.io").is_dir():
         return
     print("installing the load generator's Node packages ...", flush=True)
     subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a fast smoke run with small numbers")
     parser.add_argument("--only", default="", help="servers to run: wsroom,floor,pysio,nodesio")
     parser.add_argument("--scenarios", default="A,B,C,D", help="scenarios to run (default A,B,C,D)")
@@ -506,11 +525,13 @@ def main() -> int:
     report = [
         "",
         f"wsroom benchmarks ({'quick' if args.quick else 'full'} run, {elapsed:.0f} s): "
-        f"A {p['members']} members x {p['count']} broadcasts of ~{p['size']} B; B {p['idle']} idle; "
+        f"A {p['members']} members x {p['count']} broadcasts of ~{p['size']} B; "
+        f"B {p['idle']} idle; "
         f"C {p['echo_clients']} clients x {p['echo_seconds']} s; D {p['stall_members']} members, "
         f"{p['rate']}/s of ~{p['stall_size']} B for {p['stall_seconds']:g} s "
         f"(baseline {p['stall_baseline_seconds']} s)",
-        f"machine: {machine()}; servers on core {SERVER_CORE}, load generator on core {LOADGEN_CORE}",
+        f"machine: {machine()}; servers on core {SERVER_CORE}, "
+        f"load generator on core {LOADGEN_CORE}",
         "",
         table(ms, order, titles),
         "",
@@ -528,8 +549,9 @@ def main() -> int:
     busy = [k for k, m in ms.items() if (m.get("other_load") or 0) + (m.get("steal") or 0) >= 0.15]
     if busy:
         report.append("warning: other processes or the hypervisor took >= 0.15 cores during some "
-                      "scenarios of " + ", ".join(busy) + " (see the last two rows): those figures are disturbed; rerun "
-                      "on a quiet machine (--only/--scenarios rerun a part).")
+                      "scenarios of " + ", ".join(busy) + " (see the last two rows): those "
+                      "figures are disturbed; rerun on a quiet machine (--only/--scenarios rerun "
+                      "a part).")
     text = "\n".join(report)
     print(text, flush=True)
     out = Path(args.json)

@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import flask
 
-from wsroom.errors import HandshakeRejected, HubStopped, MissingParticipantID, ResolverRejected
 from wsroom.types import Identity, RoomID
 
-from .wsgi import refusal
+from .wsgi import REFUSALS, refusal_response
 
 if TYPE_CHECKING:
     from wsroom.hooks import Resolver
@@ -35,7 +34,7 @@ def handle(hub: Hub, room: RoomID | str, identity: Identity, resolve: Resolver) 
     environ = flask.request.environ
     try:
         hub.handle_ws(environ, room, identity, resolve)
-    except (ResolverRejected, MissingParticipantID, HandshakeRejected, HubStopped) as exc:
-        status, text, headers = refusal(exc)
-        return flask.Response(f"{text}\n", status, headers, mimetype="text/plain")
+    except REFUSALS as exc:
+        status, headers, body = refusal_response(exc)
+        return flask.Response(body, status, headers)
     return _Upgraded()

@@ -1,4 +1,4 @@
-"""Upgrade checks, the origin rule, and the simple-websocket server subclass."""
+"""Upgrade checks, the origin rule, and (re-exported) the simple-websocket server subclass."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-import gevent.event
-import simple_websocket
-from wsproto.events import AcceptConnection, Request
-from wsproto.extensions import Extension, PerMessageDeflate
-
 from wsroom.errors import HandshakeRejected
+
+from ._simple_websocket import ServerSocket
 
 __all__ = ["ServerSocket", "check_upgrade", "origin_allowed"]
 
@@ -67,45 +64,3 @@ def origin_allowed(origin: str, host: str, allowed: Sequence[str] | None) -> boo
 def _pattern(pattern: str) -> re.Pattern[str]:
     # fnmatch's "*" would cross "/" and ":"; an origin pattern's "*" stays inside one host part.
     return re.compile(fnmatch.translate(pattern.lower()).replace(".*", r"[^/:]*"))
-
-
-class _ReaderInCaller:
-    """Stands in for simple-websocket's reader thread: wsroom reads in the handler greenlet."""
-
-    def __init__(self, target: Any = None) -> None:
-        self.name = "wsroom-reader"
-
-    def start(self) -> None:
-        pass
-
-
-class ServerSocket(simple_websocket.Server):  # type: ignore[misc]
-    """simple-websocket's server, used for the socket and the opening handshake only.
-
-    Every later read and write is wsroom's (``transport.connection``): whole-frame ``sendall``
-    from one writer, reads in the caller's greenlet. permessage-deflate is offered only when
-    ``compression`` is True, since simple-websocket always accepts it.
-    """
-
-    def __init__(
-        self, environ: dict[str, Any], *, compression: bool, subprotocols: Sequence[str] = ()
-    ) -> None:
-        self._extensions: list[Extension] = [PerMessageDeflate()] if compression else []
-        super().__init__(
-            environ,
-            subprotocols=list(subprotocols),
-            thread_class=_ReaderInCaller,
-            event_class=gevent.event.Event,
-        )
-
-    def _handle_events(self) -> bool:
-        out = b""
-        for event in self.ws.events():
-            if isinstance(event, Request):
-                self.subprotocol = self.choose_subprotocol(event)
-                out += self.ws.send(
-                    AcceptConnection(subprotocol=self.subprotocol, extensions=self._extensions)
-                )
-        if out:
-            self.sock.sendall(out)
-        return True

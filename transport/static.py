@@ -8,18 +8,15 @@ for frameworks that prefer to return it from a view.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+
+from ._wsgi_types import Environ, StartResponse, WSGIApp
 
 __all__ = ["CLIENT_JS_CONTENT_TYPE", "client_js", "client_js_app", "client_js_etag"]
 
 CLIENT_JS_CONTENT_TYPE = "text/javascript; charset=utf-8"
-
-Environ = dict[str, Any]
-StartResponse = Callable[..., Any]
-WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 
 @lru_cache(maxsize=1)

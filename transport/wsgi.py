@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import gevent
 import gevent.event
@@ -20,18 +20,24 @@ from wsroom.errors import (
 )
 from wsroom.types import Identity, RoomID
 
+from ._wsgi_types import Environ, StartResponse, WSGIApp
+
 if TYPE_CHECKING:
     from wsroom.hooks import Resolver
     from wsroom.hub import Hub
 
-__all__ = ["UpgradeAwareHandler", "make_handler", "refusal", "run_until_signal", "serve"]
+__all__ = [
+    "REFUSALS",
+    "UpgradeAwareHandler",
+    "make_handler",
+    "refusal_response",
+    "run_until_signal",
+    "serve",
+]
 
 logger = logging.getLogger("wsroom.transport")
 
 T = TypeVar("T")
-Environ = dict[str, Any]
-StartResponse = Callable[..., Any]
-WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _STATUS_TEXT = {
     400: "Bad Request",
@@ -41,15 +47,31 @@ _STATUS_TEXT = {
 }
 
 
-def refusal(exc: WsroomError) -> tuple[int, str, list[tuple[str, str]]]:
-    """The HTTP answer to a refused upgrade: status, one line of text, extra headers."""
+REFUSALS = (ResolverRejected, MissingParticipantID, HandshakeRejected, HubStopped)
+"""What ``hub.handle_ws`` raises to refuse an upgrade; ``refusal_response`` answers each."""
+
+
+def refusal_response(exc: WsroomError) -> tuple[str, list[tuple[str, str]], bytes]:
+    """The HTTP answer to a refused upgrade: status line, headers, a one-line text body.
+
+    ``make_handler`` and the Flask ``handle`` both answer with it, so their refusals match.
+    """
+    extra: tuple[tuple[str, str], ...] = ()
     if isinstance(exc, (ResolverRejected, MissingParticipantID)):
-        return 403, str(exc), []
-    if isinstance(exc, HandshakeRejected):
-        return exc.status, exc.reason, list(exc.headers)
-    if isinstance(exc, HubStopped):
-        return 503, str(exc), []
-    raise exc
+        status, text = 403, str(exc)
+    elif isinstance(exc, HandshakeRejected):
+        status, text, extra = exc.status, exc.reason, exc.headers
+    elif isinstance(exc, HubStopped):
+        status, text = 503, str(exc)
+    else:
+        raise exc
+    body = f"{text}\n".encode()
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        *extra,
+    ]
+    return f"{status} {_STATUS_TEXT.get(status, 'Error')}", headers, body
 
 
 def _value(source: T | Callable[[Environ], T], environ: Environ) -> T:
@@ -71,17 +93,9 @@ def make_handler(
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         try:
             hub.handle_ws(environ, _value(room, environ), _value(identity, environ), resolve)
-        except (ResolverRejected, MissingParticipantID, HandshakeRejected, HubStopped) as exc:
-            status, text, headers = refusal(exc)
-            body = f"{text}\n".encode()
-            start_response(
-                f"{status} {_STATUS_TEXT.get(status, 'Error')}",
-                [
-                    ("Content-Type", "text/plain; charset=utf-8"),
-                    ("Content-Length", str(len(body))),
-                    *headers,
-                ],
-            )
+        except REFUSALS as exc:
+            status, headers, body = refusal_response(exc)
+            start_response(status, headers)
             return [body]
         # The 101 went out on the socket itself; the server must write nothing more.
         return []

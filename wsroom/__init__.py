@@ -24,8 +24,6 @@ from .errors import (
     WrongThread,
     WsroomError,
 )
-from .hooks import Client, Hooks
-from .hub import Hub, new_hub
 from .types import (
     BroadcastReport,
     Delivery,
@@ -36,6 +34,24 @@ from .types import (
     ReconnectPolicy,
     RoomID,
 )
+
+# setup.cfg maps the folders actors/ and transport/ into the package only when it is installed.
+# Run from a checkout's root, Python imports the source folder wsroom/ without them, and the bare
+# "No module named 'wsroom.actors'" would not say why or what to do.
+try:
+    from .hooks import Client, Hooks
+    from .hub import Hub, new_hub
+except ModuleNotFoundError as exc:
+    if exc.name not in ("wsroom.actors", "wsroom.transport"):
+        raise
+    raise ImportError(
+        f"wsroom was imported from the source folder {__path__[0]} of a checkout,"
+        " which lacks wsroom.actors and wsroom.transport: their folders actors/ and transport/"
+        " are mapped into the package only by installation. Install the checkout with"
+        " `pip install -e .`, or, if wsroom is installed, run from another directory so that"
+        " the installed copy is imported.",
+        name=exc.name,
+    ) from exc
 
 __all__ = [
     "BadEnvelope",

@@ -11,7 +11,7 @@ ROOM = "bench"
 
 def raise_nofile(limit: int = 65536) -> None:
     """5,000 idle connections need more than the default 1,024 descriptors (2 per socket)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, max(hard, limit)))
     except (ValueError, OSError):

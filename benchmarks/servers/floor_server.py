@@ -1,9 +1,10 @@
 """The floor of the stack: gevent.pywsgi + simple-websocket and a plain set of sockets.
 
-No rooms, no actors, no hooks. Each broadcast is encoded once (JSON text, then one unmasked
-text frame) and written whole with ``sendall`` to every other socket in turn, from the sender's
-greenlet (simple-websocket's own ``send`` writes once and may cut a frame, so it is not used
-for data). Same wire protocol as wsroom_server.py.
+No rooms, no actors, no hooks; of wsroom only ``UpgradeAwareHandler``, the pywsgi handler that
+closes the HTTP connection after an upgrade. Each broadcast is encoded once (JSON text, then one
+unmasked text frame) and written whole with ``sendall`` to every other socket in turn, from the
+sender's greenlet (simple-websocket's own ``send`` writes once and may cut a frame, so it is not
+used for data). Same wire protocol as wsroom_server.py.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import gevent  # noqa: E402
-import gevent.event  # noqa: E402
-import gevent.selectors  # noqa: E402
-import simple_websocket  # noqa: E402
-from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
+import gevent
+import gevent.event
+import gevent.selectors
+import simple_websocket
+from gevent.pywsgi import WSGIServer
 
-from _common import parse_args, raise_nofile, ready  # noqa: E402
+from wsroom.transport import UpgradeAwareHandler
+
+from _common import parse_args, raise_nofile, ready
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -44,15 +47,6 @@ class Thread(gevent.Greenlet):  # simple-websocket's reader "thread", as a green
         super().__init__(target)
 
 
-class Handler(WSGIHandler):
-    def handle_one_response(self) -> None:
-        try:
-            super().handle_one_response()
-        finally:
-            if self.environ is not None and self.environ.get("bench.upgraded"):
-                self.close_connection = True
-
-
 SOCKETS: set[Any] = set()  # the one room: raw sockets of every open connection
 
 
@@ -63,7 +57,7 @@ def app(environ: dict, start_response: Any) -> list[bytes]:
         event_class=gevent.event.Event,
         selector_class=gevent.selectors.DefaultSelector,
     )
-    environ["bench.upgraded"] = True
+    environ["wsroom.upgraded"] = True  # UpgradeAwareHandler then closes the HTTP connection
     sock = ws.sock
     sock.sendall(text_frame('{"type":"joined","payload":null}'))
     SOCKETS.add(sock)
@@ -90,7 +84,7 @@ def app(environ: dict, start_response: Any) -> list[bytes]:
         SOCKETS.discard(sock)
         try:
             ws.close()
-        except Exception:
+        except (simple_websocket.ConnectionClosed, OSError):
             pass
     return []
 
@@ -98,7 +92,7 @@ def app(environ: dict, start_response: Any) -> list[bytes]:
 def main() -> None:
     args = parse_args(__doc__ or "")
     raise_nofile()
-    server = WSGIServer((args.host, args.port), app, handler_class=Handler, log=None)
+    server = WSGIServer((args.host, args.port), app, handler_class=UpgradeAwareHandler, log=None)
     server.start()
     ready(server.server_port)
     gevent.wait()

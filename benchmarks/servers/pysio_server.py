@@ -11,11 +11,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import gevent  # noqa: E402
-import socketio  # noqa: E402
-from gevent.pywsgi import WSGIServer  # noqa: E402
+import gevent
+import socketio
+from gevent.pywsgi import WSGIServer
 
-from _common import ROOM, parse_args, raise_nofile, ready  # noqa: E402
+from _common import ROOM, parse_args, raise_nofile, ready
 
 
 def main() -> None:

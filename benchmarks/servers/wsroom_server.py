@@ -13,12 +13,12 @@ from urllib.parse import parse_qs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import gevent  # noqa: E402
+import gevent
 
-import wsroom  # noqa: E402
-from wsroom.transport import make_handler, serve  # noqa: E402
+import wsroom
+from wsroom.transport import make_handler, serve
 
-from _common import ROOM, parse_args, raise_nofile, ready  # noqa: E402
+from _common import ROOM, parse_args, raise_nofile, ready
 
 
 class BenchHooks(wsroom.Hooks):

@@ -1,0 +1,212 @@
+"""What wsroom takes from its libraries' private internals, so an upgrade that breaks it fails here.
+
+Each failure names the library, its installed version and what to re-check: simple-websocket
+(``transport/_simple_websocket.py``), gevent (``transport/_gevent_socket.py``) and pykka
+(``actors/runtime.py``, the gevent runtime).
+"""
+
+from __future__ import annotations
+
+import _socket
+import importlib
+import inspect
+import socket
+from collections.abc import Iterator
+from importlib.metadata import version
+from typing import Any
+
+import gevent.event
+import gevent.socket
+import pykka
+import pytest
+import simple_websocket
+from wsproto import WSConnection
+
+from wsroom.transport._gevent_socket import raw_socket
+from wsroom.transport._simple_websocket import ServerSocket
+
+HANDSHAKE = {
+    "REQUEST_METHOD": "GET",
+    "HTTP_HOST": "localhost",
+    "HTTP_UPGRADE": "websocket",
+    "HTTP_CONNECTION": "Upgrade",
+    "HTTP_SEC_WEBSOCKET_VERSION": "13",
+    "HTTP_SEC_WEBSOCKET_KEY": "MDEyMzQ1Njc4OWFiY2RlZg==",
+    "HTTP_SEC_WEBSOCKET_PROTOCOL": "wsroom.resume.1",
+}
+
+
+def broke(dist: str, what: str, recheck: str) -> str:
+    return (
+        f"{dist} {version(dist)} changed an internal wsroom relies on: {what}. Re-check {recheck}"
+    )
+
+
+def simple_websocket_broke(what: str) -> str:
+    return broke("simple-websocket", what, "transport/_simple_websocket.py (ServerSocket)")
+
+
+def pykka_broke(what: str) -> str:
+    return broke("pykka", what, "actors/runtime.py (GeventActor, GeventFuture)")
+
+
+@pytest.fixture
+def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected pair: the server's end (handed over in the environ) and the client's."""
+    server, client = socket.socketpair()
+    server.settimeout(5)
+    client.settimeout(5)
+    yield server, client
+    server.close()
+    client.close()
+
+
+# simple-websocket
+
+
+def test_simple_websocket_server_has_handle_events() -> None:
+    assert callable(getattr(simple_websocket.Server, "_handle_events", None)), (
+        simple_websocket_broke("Server._handle_events, which ServerSocket overrides, is gone")
+    )
+
+
+def test_simple_websocket_server_takes_the_keywords_server_socket_passes() -> None:
+    params = inspect.signature(simple_websocket.Server.__init__).parameters
+    for name in ("subprotocols", "thread_class", "event_class"):
+        assert name in params, simple_websocket_broke(f"Server.__init__ lost its keyword {name}")
+
+
+def test_simple_websocket_handshake_runs_in_the_constructor_through_ws_and_sock(
+    sockets: tuple[socket.socket, socket.socket],
+) -> None:
+    server_end, _ = sockets
+    seen: dict[str, Any] = {}
+
+    class Probe(simple_websocket.Server):  # type: ignore[misc]
+        def _handle_events(self) -> bool:
+            seen["ws"] = getattr(self, "ws", None)
+            seen["sock"] = getattr(self, "sock", None)
+            seen["choose_subprotocol"] = getattr(self, "choose_subprotocol", None)
+            return True
+
+    readers: list[Any] = []
+
+    class Reader:
+        def __init__(self, target: Any = None) -> None:
+            self.name = "reader"
+            self.target = target
+            self.started = False
+            readers.append(self)
+
+        def start(self) -> None:
+            self.started = True
+
+    Probe(
+        {**HANDSHAKE, "werkzeug.socket": server_end},
+        subprotocols=["wsroom.resume.1"],
+        thread_class=Reader,
+        event_class=gevent.event.Event,
+    )
+    assert seen, simple_websocket_broke("Server.__init__ no longer calls self._handle_events()")
+    assert isinstance(seen["ws"], WSConnection), simple_websocket_broke(
+        "self.ws is no longer the wsproto WSConnection during the handshake"
+    )
+    assert seen["sock"] is server_end, simple_websocket_broke(
+        "self.sock is no longer the environ's socket"
+    )
+    assert callable(seen["choose_subprotocol"]), simple_websocket_broke(
+        "self.choose_subprotocol(request) is gone"
+    )
+    assert len(readers) == 1 and readers[0].target is not None and readers[0].started, (
+        simple_websocket_broke("the reader is no longer thread_class(target=...) then .start()")
+    )
+
+
+def test_server_socket_answers_the_handshake_and_leaves_the_socket_to_wsroom(
+    sockets: tuple[socket.socket, socket.socket],
+) -> None:
+    server_end, client_end = sockets
+    server = ServerSocket(
+        {**HANDSHAKE, "werkzeug.socket": server_end},
+        compression=False,
+        subprotocols=["wsroom.resume.1"],
+    )
+    answer = client_end.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 101"), simple_websocket_broke(
+        f"ServerSocket sent {answer[:40]!r} instead of a 101"
+    )
+    assert b"wsroom.resume.1" in answer, simple_websocket_broke("choose_subprotocol went unused")
+    assert b"permessage-deflate" not in answer.lower(), simple_websocket_broke(
+        "its own _handle_events answered (it always accepts permessage-deflate)"
+    )
+    assert server.subprotocol == "wsroom.resume.1"
+    # Nothing of simple-websocket's reads the socket: what the client sends next is wsroom's.
+    client_end.sendall(b"frames")
+    gevent.sleep(0.01)
+    assert server_end.recv(16) == b"frames", simple_websocket_broke(
+        "it read the socket itself, past the reader stand-in"
+    )
+
+
+# gevent
+
+
+def test_gevent_socket_wraps_a_real_socket_in_sock() -> None:
+    sock = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        inner = getattr(sock, "_sock", None)
+        assert isinstance(inner, _socket.socket), broke(
+            "gevent",
+            f"a gevent.socket.socket's _sock is {type(inner).__name__}, not a real socket",
+            "transport/_gevent_socket.py (raw_socket)",
+        )
+        assert raw_socket(sock) is inner
+        assert inner.gettimeout() == 0.0, broke(
+            "gevent", "the socket in _sock is no longer non-blocking", "transport/_gevent_socket.py"
+        )
+    finally:
+        sock.close()
+    assert raw_socket(sock) is None
+
+
+# pykka
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "_create_actor_inbox",
+        "_create_future",
+        "_start_actor_loop",
+        "_handle_receive",
+        "_actor_loop",
+    ],
+)
+def test_pykka_actor_keeps_the_runtime_hooks(name: str) -> None:
+    assert callable(getattr(pykka.Actor, name, None)), pykka_broke(f"Actor.{name} is gone")
+
+
+def test_pykka_future_keeps_its_get_hook() -> None:
+    future: pykka.Future[int] = pykka.Future()
+    assert hasattr(future, "_get_hook"), pykka_broke("Future() has no _get_hook")
+    assert future._get_hook is None, pykka_broke("Future()._get_hook is not None by default")
+    assert callable(getattr(future, "set_get_hook", None)), pykka_broke("Future.set_get_hook")
+    future.set_get_hook(lambda timeout: 7)
+    assert future._get_hook is not None, pykka_broke("set_get_hook() no longer sets _get_hook")
+    assert future.get() == 7
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("pykka._actor", "ActorInbox"),
+        ("pykka._future", "GetHookFunc"),
+        ("pykka._types", "OptExcInfo"),
+    ],
+)
+def test_pykka_private_types_import(module: str, name: str) -> None:
+    try:
+        found = hasattr(importlib.import_module(module), name)
+    except ImportError:
+        found = False
+    assert found, pykka_broke(f"{module}.{name} no longer imports")
