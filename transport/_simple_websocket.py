@@ -11,6 +11,8 @@
 #   its .name and calls .start(). If it started its reader some other way, simple-websocket would
 #   read the socket alongside wsroom's reader and steal its frames.
 # - self.sock is the connection's socket, self.choose_subprotocol(request) picks the subprotocol.
+# - wsproto: after the handshake, WSConnection.connection is the wsproto Connection that frames
+#   and parses the rest (an attribute wsproto does not document).
 # tests/unit/test_private_internals.py fails, naming the library, when any of this changes.
 """simple-websocket's server, cut down to the socket and the opening handshake."""
 
@@ -21,6 +23,7 @@ from typing import Any
 
 import gevent.event
 import simple_websocket
+from wsproto.connection import Connection
 from wsproto.events import AcceptConnection, Request
 from wsproto.extensions import Extension, PerMessageDeflate
 
@@ -68,3 +71,11 @@ class ServerSocket(simple_websocket.Server):  # type: ignore[misc]
         if out:
             self.sock.sendall(out)
         return True
+
+    @property
+    def protocol(self) -> Connection:
+        """The wsproto connection that frames and parses everything after the handshake."""
+        connection: Connection | None = self.ws.connection
+        if connection is None:  # pragma: no cover - the handshake failed in __init__
+            raise RuntimeError("the WebSocket handshake did not complete")
+        return connection

@@ -25,8 +25,9 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from wsroom.wire import OutFrame
 
+from ._gevent_socket import raw_socket
+from ._simple_websocket import ServerSocket
 from .frames import FAST, TOO_BIG, InboundFrames
-from .handshake import ServerSocket
 from .lifecycle import KeepAlive, Lifecycle, Phase, Tick
 from .outbox import Outbox
 
@@ -90,7 +91,7 @@ class Connection:
         server = ServerSocket(environ, compression=options.compression)
         # Past the handshake only the socket and the wsproto connection are needed; the
         # handshake objects (h11 state, simple-websocket's buffers) are let go.
-        self._ws = server.ws.connection
+        self._ws = server.protocol
         self._sock: socket.socket = server.sock
         self.life = Lifecycle()
         self._keepalive = KeepAlive()
@@ -102,7 +103,7 @@ class Connection:
         # permessage-deflate each connection must frame (and compress) through wsproto.
         self._prebuilt = not options.compression
         # The socket's non-blocking core, for writes that must not wait.
-        self._raw: Any = getattr(self._sock, "_sock", None)
+        self._raw: Any = raw_socket(self._sock)
         self._partial: memoryview | None = None  # the rest of a write the fast path began
         self._on_drain: Callable[[], None] | None = None
         self._abort_timer: Any = None

@@ -1,4 +1,4 @@
-"""Upgrade checks, the origin rule, and (re-exported) the simple-websocket server subclass."""
+"""Upgrade checks and the origin rule (before the upgrade; no socket is touched here)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ from urllib.parse import urlsplit
 
 from wsroom.errors import HandshakeRejected
 
-from ._simple_websocket import ServerSocket
-
-__all__ = ["ServerSocket", "check_upgrade", "origin_allowed"]
+__all__ = ["check_upgrade", "origin_allowed"]
 
 logger = logging.getLogger("wsroom.transport")
 

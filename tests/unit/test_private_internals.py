@@ -21,6 +21,7 @@ import pykka
 import pytest
 import simple_websocket
 from wsproto import WSConnection
+from wsproto.connection import Connection
 
 from wsroom.transport._gevent_socket import raw_socket
 from wsroom.transport._simple_websocket import ServerSocket
@@ -140,6 +141,11 @@ def test_server_socket_answers_the_handshake_and_leaves_the_socket_to_wsroom(
         "its own _handle_events answered (it always accepts permessage-deflate)"
     )
     assert server.subprotocol == "wsroom.resume.1"
+    assert isinstance(server.protocol, Connection), broke(
+        "wsproto",
+        "WSConnection.connection is no longer the Connection after the handshake",
+        "transport/_simple_websocket.py (ServerSocket.protocol)",
+    )
     # Nothing of simple-websocket's reads the socket: what the client sends next is wsroom's.
     client_end.sendall(b"frames")
     gevent.sleep(0.01)
