@@ -5,12 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import gevent
 import gevent.event
 import pykka
 import pytest
 
-from wsroom.actors.runtime import ActorCrashed, GeventActor, GeventFuture
+from wsroom.actors.runtime import (
+    ActorCrashed,
+    Ask,
+    GeventActor,
+    GeventFuture,
+    Tell,
+    handles,
+    tell_quietly,
+)
 
 
 class Echo(GeventActor):
@@ -220,3 +229,93 @@ def test_stopped_actor_refuses_messages(actors: list[pykka.ActorRef[Any]]) -> No
         ref.ask("late", timeout=1)
     with pytest.raises(pykka.ActorDeadError):
         ref.tell("late")
+
+
+# -- the one dispatcher: Ask and Tell messages, @handles ---------------------------------------
+
+
+@attrs.frozen
+class Double(Ask):
+    n: int
+
+
+@attrs.frozen
+class Record(Tell):
+    n: int
+
+
+@attrs.frozen
+class Unhandled(Tell):
+    pass
+
+
+@attrs.frozen
+class UnhandledAsk(Ask):
+    pass
+
+
+class Counter(GeventActor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[int] = []
+        self.after = 0
+        self.failed: list[Any] = []
+
+    @handles(Double)
+    def _double(self, msg: Double) -> int:
+        if msg.n < 0:
+            raise ValueError("negative")
+        return msg.n * 2
+
+    @handles(Record)
+    def _record(self, msg: Record) -> None:
+        if msg.n < 0:
+            raise ValueError("negative")
+        self.seen.append(msg.n)
+
+    def after_message(self) -> None:
+        self.after += 1
+
+    def on_tell_failed(self, message: Any, exc: Exception) -> None:
+        self.failed.append((message, exc))
+
+    def state(self) -> tuple[list[int], int, list[Any]]:
+        return list(self.seen), self.after, list(self.failed)
+
+
+def test_asks_are_answered_and_their_errors_reach_the_caller(
+    actors: list[pykka.ActorRef[Any]],
+) -> None:
+    ref = Counter.start()
+    actors.append(ref)
+    assert ref.ask(Double(21), timeout=2) == 42
+    with pytest.raises(ValueError, match="negative"):
+        ref.ask(Double(-1), timeout=2)
+    with pytest.raises(TypeError, match="no handler"):
+        ref.ask(UnhandledAsk(), timeout=2)
+    assert ref.is_alive()
+
+
+def test_a_failing_tell_is_reported_and_the_actor_lives_on(
+    actors: list[pykka.ActorRef[Any]],
+) -> None:
+    ref = Counter.start()
+    actors.append(ref)
+    ref.tell(Record(1))
+    ref.tell(Record(-1))
+    ref.tell(Unhandled())  # logged, not fatal
+    ref.tell(Record(2))
+    seen, after, failed = ref.proxy().state().get(timeout=2)
+    assert seen == [1, 2]
+    assert [(m, type(e)) for m, e in failed] == [(Record(-1), ValueError)]
+    assert after == 4  # called after every dispatched message, failed ones included
+    assert ref.is_alive()
+
+
+def test_tell_quietly_says_whether_the_actor_was_there(
+    actors: list[pykka.ActorRef[Any]],
+) -> None:
+    ref = Counter.start()
+    assert tell_quietly(ref, Record(1)) is True
+    ref.stop(timeout=2)
+    assert tell_quietly(ref, Record(2)) is False
