@@ -15,11 +15,11 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import gevent
 from wsproto.connection import ConnectionState
-from wsproto.events import BytesMessage, Ping, Pong, TextMessage
+from wsproto.events import BytesMessage, Ping, TextMessage
 from wsproto.events import CloseConnection as CloseEvent
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
@@ -27,16 +27,48 @@ from wsroom.wire import OutFrame
 
 from ._gevent_socket import raw_socket
 from ._simple_websocket import ServerSocket
-from .frames import FAST, TOO_BIG, InboundFrames
-from .lifecycle import KeepAlive, Lifecycle, Phase, Tick
+from .frames import (
+    BAD_FRAME,
+    BAD_UTF8,
+    FAST,
+    PING,
+    PONG,
+    TOO_BIG,
+    TOO_FRAGMENTED,
+    InboundFrames,
+    pong_frame,
+)
+from .lifecycle import ControlBudget, KeepAlive, Lifecycle, Phase, Tick
 from .outbox import Outbox
 
-__all__ = ["Connection", "ConnectionOptions"]
+__all__ = ["CONTROL_BURST", "CONTROL_RATE", "Connection", "ConnectionOptions"]
 
 logger = logging.getLogger("wsroom.transport")
 
 _RECV_BYTES = 65536
 _SLOW_CONSUMER = (4008, "slow consumer")
+
+CONTROL_RATE = 1000.0
+"""Pings and pongs a peer may send a second, on average (``CONTROL_BURST`` at once); past it
+the connection is closed with 1008 ``too many control frames``. Browsers send none of their own,
+libraries one every few seconds; a heartbeat after every read stays far below."""
+CONTROL_BURST = 1000.0
+
+# The reader gives every other greenlet its turn after this much work, whatever the frames are
+# (a flood of empty frames must not freeze the hub): one unit per frame handed on cheaply, more
+# for what goes through wsproto or reads a whole buffer. Checked once per batch, so the fast
+# path pays one addition and one comparison per batch of frames.
+_YIELD_AFTER = 64
+_BATCH = 16  # frames taken from the stream at a time, so a batch of slow frames stays short
+_RAW_WORK = 4  # a frame through wsproto's generators costs several fast ones
+_RECV_WORK = 4  # a recv that fills 64 KB of payload to skip, or of frames to cut
+_CLOSING_PAUSE = 0.002  # between batches of input skipped after a close was asked for
+# What InboundFrames refuses, and the close it calls for; the reader stops reading at once.
+_REFUSED: dict[int, tuple[int, str]] = {
+    BAD_UTF8: (1007, "invalid UTF-8 in a text frame"),
+    TOO_FRAGMENTED: (1008, "too many fragments in one message"),
+    BAD_FRAME: (1002, "expected a continuation frame"),
+}
 
 
 class ConnectionOptions:
@@ -94,11 +126,19 @@ class Connection:
         self._ws = server.protocol
         self._sock: socket.socket = server.sock
         self.life = Lifecycle()
-        self._keepalive = KeepAlive()
+        self._keepalive = KeepAlive(options.ping_interval)
         self.outbox: Outbox[OutFrame] = Outbox(
             options.outbox_max_messages, options.outbox_max_bytes, OutFrame.size_of
         )
-        self._control: deque[bytes] = deque()  # pongs, pings, a close reply: ahead of data
+        # Control frames, ahead of data. Bounded by construction: one slot for the pong that
+        # answers the latest ping (RFC 6455 §5.5.3 allows skipping older ones), one for the
+        # keep-alive's ping, and the queue for the reply to the peer's close (once).
+        self._pong: bytes | None = None
+        self._ping: bytes | None = None
+        self._control: deque[bytes] = deque()
+        # A compressed text message wsproto is putting together, and its size on the wire.
+        self._ws_parts: list[str] = []
+        self._ws_size = 0
         # Without an extension, the shared pre-built frame bytes go out as they are; with
         # permessage-deflate each connection must frame (and compress) through wsproto.
         self._prebuilt = not options.compression
@@ -195,12 +235,21 @@ class Connection:
             self._wake_writer()
         return True
 
-    def _send_control(self, data: bytes) -> None:
+    def _send_control(self, data: bytes, slot: str = "") -> None:
+        # ``slot`` "pong" or "ping": a frame of which only the latest matters; it replaces one
+        # still waiting, so unread pings never grow the server.
         if not data:
             return
         if self._writer is None and self._write_now(data):
+            if slot == "ping":
+                self._keepalive.ping_written()
             return
-        self._control.append(data)
+        if slot == "pong":
+            self._pong = data
+        elif slot == "ping":
+            self._ping = data
+        else:
+            self._control.append(data)
         self._wake_writer()
 
     def _wake_writer(self) -> None:
@@ -225,6 +274,13 @@ class Connection:
                 if self._partial is not None:
                     rest, self._partial = self._partial, None
                     sock.sendall(rest)
+                elif self._pong is not None:
+                    pong, self._pong = self._pong, None
+                    sock.sendall(pong)
+                elif self._ping is not None:
+                    ping, self._ping = self._ping, None
+                    sock.sendall(ping)
+                    self._keepalive.ping_written()
                 elif control:
                     sock.sendall(control.popleft())
                 elif life.owes_close_frame:
@@ -288,77 +344,130 @@ class Connection:
     def _read_loop(self, on_text: Callable[[str], None]) -> tuple[int, str] | None:
         sock = self._sock
         sock.settimeout(None)  # reads and writes both wait as long as it takes
-        ws = self._ws
         life = self.life
         keepalive = self._keepalive
-        max_size = self.options.max_message_size
-        frames = InboundFrames(max_size, fast=self._prebuilt)
-        parts: list[str] = []
-        size = 0
+        budget = ControlBudget(CONTROL_RATE, CONTROL_BURST)
+        frames = InboundFrames(self.options.max_message_size, fast=self._prebuilt)
+        work = 0
         while True:
             keepalive.reader_busy = False
             data = sock.recv(_RECV_BYTES)
             if not data:
                 return None
+            keepalive.received()
             keepalive.reader_busy = True  # until the next recv (on_text may wait for room)
-            for kind, payload in frames.feed(data):
-                if kind is FAST:
-                    if not life.is_open:
-                        continue
-                    try:
-                        text = payload.decode()
-                    except UnicodeDecodeError:
-                        self.close(1007, "invalid UTF-8 in a text frame")
-                        return None
-                    on_text(text)
-                    continue
-                if kind is TOO_BIG:
-                    self.close(1009, "message too big")
-                    continue
-                ws.receive_data(payload)  # whole frames only: wsproto never holds a partial one
-                for event in ws.events():
-                    if isinstance(event, TextMessage):
+            frames.push(data)
+            work += _RECV_WORK
+            while True:
+                if work >= _YIELD_AFTER:
+                    # A recv with data waiting never switches greenlets: without this, one
+                    # client's flood would run the loop alone for as long as it lasts. idle(),
+                    # not sleep(0): sleep(0) lets only greenlets already woken run, and a loop
+                    # of them holds off every socket's I/O for up to the switch interval.
+                    work = 0
+                    if life.is_open:
+                        gevent.idle()
+                    else:
+                        # Closing: what still comes is skipped until the peer's close frame;
+                        # a peer that floods on meanwhile gets a trickle of the loop, no more.
+                        gevent.sleep(_CLOSING_PAUSE)
+                batch = frames.pull(_BATCH)
+                if not batch and not frames.taken:
+                    break
+                work += frames.taken
+                for kind, payload in batch:
+                    if kind is FAST:
                         if not life.is_open:
                             continue
-                        # The limit is in bytes on the wire, not characters of the decoded text.
-                        chunk = event.data
-                        size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))
-                        if max_size and size > max_size:
-                            self.close(1009, "message too big")
-                            parts.clear()
-                            continue
-                        parts.append(event.data)
-                        if event.message_finished:
-                            text = parts[0] if len(parts) == 1 else "".join(parts)
-                            parts.clear()
-                            size = 0
-                            on_text(text)
-                    elif isinstance(event, BytesMessage):
-                        self.close(1003, "binary frames are not accepted")
-                    elif isinstance(event, Ping):
-                        self._send_control(ws.send(event.response()))
-                    elif isinstance(event, Pong):
-                        keepalive.pong()
-                    elif isinstance(event, CloseEvent):
-                        if ws.state is ConnectionState.OPEN:
-                            # A protocol error found by wsproto: answer with its code and stop.
-                            self.close(int(event.code), event.reason or "")
+                        try:
+                            text = payload.decode()
+                        except UnicodeDecodeError:
+                            self.close(1007, "invalid UTF-8 in a text frame")
                             return None
-                        # The peer's close: no data frame may follow it, only the reply.
-                        self._end()
-                        if ws.state is ConnectionState.REMOTE_CLOSING:
-                            self._send_control(ws.send(event.response()))
-                        return (int(event.code), event.reason or "")
+                        on_text(text)
+                    elif kind is PING or kind is PONG:
+                        if not budget.spend():
+                            self.close(1008, "too many control frames")
+                            return None
+                        if kind is PING and life.is_open:
+                            self._send_control(pong_frame(payload), "pong")
+                    elif kind is TOO_BIG:
+                        self.close(1009, "message too big")
+                    elif kind in _REFUSED:
+                        self.close(*_REFUSED[kind])
+                        return None
+                    else:
+                        work += _RAW_WORK
+                        outcome = self._through_wsproto(payload, on_text)
+                        if outcome is not False:
+                            return outcome
+
+    def _through_wsproto(
+        self, frame: bytes, on_text: Callable[[str], None]
+    ) -> Literal[False] | tuple[int, str] | None:
+        # One whole frame that InboundFrames left to wsproto (binary, compressed, malformed,
+        # close): False to read on, else what _read_loop returns (None: stop; a code and a
+        # reason: the peer's close).
+        ws = self._ws
+        life = self.life
+        ws.receive_data(frame)
+        for event in ws.events():
+            if isinstance(event, TextMessage):  # compressed connections only
+                if not life.is_open:
+                    continue
+                # The limit is in bytes on the wire, not characters of the decoded text.
+                chunk = event.data
+                self._ws_size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))
+                if self._ws_size > self.options.max_message_size:
+                    self.close(1009, "message too big")
+                    self._ws_parts.clear()
+                    continue
+                self._ws_parts.append(chunk)
+                if event.message_finished:
+                    parts = self._ws_parts
+                    text = parts[0] if len(parts) == 1 else "".join(parts)
+                    parts.clear()
+                    self._ws_size = 0
+                    on_text(text)
+            elif isinstance(event, BytesMessage):
+                self.close(1003, "binary frames are not accepted")
+            elif isinstance(event, Ping):  # well-formed pings never come this way; answer anyway
+                self._send_control(ws.send(event.response()), "pong")
+            elif isinstance(event, CloseEvent):
+                if ws.state is ConnectionState.OPEN:
+                    # A protocol error found by wsproto: answer with its code and stop.
+                    self.close(int(event.code), event.reason or "")
+                    return None
+                # The peer's close: no data frame may follow it, only the reply.
+                self._end()
+                if ws.state is ConnectionState.REMOTE_CLOSING:
+                    self._send_control(ws.send(event.response()))
+                return (int(event.code), event.reason or "")
+        return False
 
     def _keepalive_tick(self, interval: float) -> None:
         # A loop-timer callback, every ``interval``.
         if not self.life.is_open:
             return
         tick = self._keepalive.tick()
-        if tick is Tick.DEAD:
+        if tick is Tick.DEAD and self._unread():
+            # The answer is in, only not read yet (timers run before the reader after the loop
+            # was held up): a peer that answered is never judged dead.
+            self._keepalive.received()
+        elif tick is Tick.DEAD:
             self.close(1008, "ping timeout", linger=min(interval, 1.0))
         elif tick is Tick.PING and self._ws.state is ConnectionState.OPEN:
-            self._send_control(self._ws.send(Ping()))
+            self._send_control(self._ws.send(Ping()), "ping")
+
+    def _unread(self) -> bool:
+        # Whether bytes from the peer wait in the socket, without reading them.
+        raw = self._raw
+        if raw is None:
+            return False
+        try:
+            return bool(raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:  # BlockingIOError: nothing waits; anything else: the reader will see
+            return False
 
     def _finish(self) -> None:
         # Let the writer flush any close reply, then shut the socket whatever happens.

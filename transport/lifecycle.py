@@ -7,8 +7,10 @@ the rules themselves are plain, synchronous and unit-tested without sockets.
 from __future__ import annotations
 
 import enum
+import time
+from collections.abc import Callable
 
-__all__ = ["KeepAlive", "Lifecycle", "LifecycleError", "Phase", "Tick"]
+__all__ = ["ControlBudget", "KeepAlive", "Lifecycle", "LifecycleError", "Phase", "Tick"]
 
 
 class Phase(enum.Enum):
@@ -102,28 +104,76 @@ class Tick(enum.Enum):
 
 
 class KeepAlive:
-    """Dead-peer detection: a ping each interval, and a peer whose last ping got no pong by the
-    next tick is dead (so a silent peer goes after about two intervals).
+    """Dead-peer detection, judged by time: a ping each interval, and a peer from which nothing
+    at all (no frame, no byte) has come since a ping written at least half an interval ago is
+    dead (so a silent peer goes after about two intervals).
 
-    A reader held up by its participant (its inbound window full) cannot see a pong, so ticks
-    while it is busy judge nothing.
+    Only elapsed time counts, never the number of ticks: a loop timer that fires twice back to
+    back after the loop was held up sends a ping, then judges nothing until the peer has had
+    its time to answer. The peer's time starts when the ping is written, not asked for: a ping
+    waiting behind a long frame to a slow reader is the server's delay, so the peer gets two
+    intervals from the ask before it is judged. A reader held up by its participant (its
+    inbound window full) cannot see an answer, so ticks while it is busy judge nothing.
     """
 
-    __slots__ = ("pong_due", "reader_busy")
+    __slots__ = ("_clock", "_ping_at", "_written", "interval", "last_received", "reader_busy")
 
-    def __init__(self) -> None:
-        self.pong_due = False
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        #: When bytes last came from the peer (any frame, or part of one).
+        self.last_received = clock()
+        self._ping_at: float | None = None  # when the last ping was asked for, then written
+        self._written = True  # whether it has been written
         self.reader_busy = False
 
+    def received(self) -> None:
+        """Bytes came from the peer: it is alive now."""
+        self.last_received = self._clock()
+
+    def ping_written(self) -> None:
+        """The ping asked for has left: the peer's time to answer starts now."""
+        if not self._written:
+            self._written = True
+            self._ping_at = self._clock()
+
     def tick(self) -> Tick:
-        """One interval passed."""
+        """The keep-alive timer fired."""
         if self.reader_busy:
             return Tick.NOTHING
-        if self.pong_due:
-            return Tick.DEAD
-        self.pong_due = True
+        now = self._clock()
+        ping_at = self._ping_at
+        if ping_at is not None and self.last_received <= ping_at:
+            # Unanswered so far. Half an interval, not a whole one: timer callbacks run a little
+            # late or early against this clock, and a tick a whole interval on must not miss.
+            wait = self.interval / 2 if self._written else 2 * self.interval
+            return Tick.DEAD if now - ping_at >= wait else Tick.NOTHING
+        self._ping_at = now
+        self._written = False
         return Tick.PING
 
-    def pong(self) -> None:
-        """A pong came back."""
-        self.pong_due = False
+
+class ControlBudget:
+    """How many pings and pongs a peer may send: a bucket of ``burst`` frames refilled at
+    ``rate`` a second. Past it the peer floods (wsroom closes it with 1008): no client needs
+    more, and each costs the hub a frame parsed and, for a ping, a pong written.
+    """
+
+    __slots__ = ("_clock", "_last", "_tokens", "burst", "rate")
+
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = burst
+        self._last = clock()
+
+    def spend(self) -> bool:
+        """One control frame came in; False once the peer is over its budget."""
+        now = self._clock()
+        tokens = min(self.burst, self._tokens + (now - self._last) * self.rate) - 1
+        self._last = now
+        self._tokens = tokens
+        return tokens >= 0

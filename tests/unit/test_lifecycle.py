@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from wsroom.transport.lifecycle import KeepAlive, Lifecycle, LifecycleError, Phase, Tick
+from wsroom.transport.lifecycle import (
+    ControlBudget,
+    KeepAlive,
+    Lifecycle,
+    LifecycleError,
+    Phase,
+    Tick,
+)
 
 
 def test_a_new_connection_is_open_and_owes_nothing() -> None:
@@ -78,25 +85,79 @@ def test_moves_the_life_does_not_allow_raise(moves: list[str]) -> None:
                 getattr(life, move)()
 
 
-def test_keepalive_pings_then_judges_a_silent_peer_dead() -> None:
-    keepalive = KeepAlive()
-    assert keepalive.tick() is Tick.PING
-    assert keepalive.tick() is Tick.DEAD
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_keepalive_a_pong_keeps_the_peer_alive() -> None:
-    keepalive = KeepAlive()
-    for _ in range(5):
-        assert keepalive.tick() is Tick.PING
-        keepalive.pong()
+def play(keepalive: KeepAlive, clock: FakeClock, script: str) -> None:
+    """Run a keep-alive through ``script``, steps separated by spaces: ``+S`` (S seconds pass),
+    ``written`` (the ping left), ``received`` (bytes came in), ``busy`` / ``free`` (the reader
+    is held up or not), or a tick's expected result (``PING``, ``NOTHING``, ``DEAD``)."""
+    for step in script.split():
+        if step.startswith("+"):
+            clock.now += float(step[1:])
+        elif step == "written":
+            keepalive.ping_written()
+        elif step == "received":
+            keepalive.received()
+        elif step in ("busy", "free"):
+            keepalive.reader_busy = step == "busy"
+        else:
+            assert keepalive.tick() is Tick[step], f"at {step!r} of {script!r}"
 
 
-def test_keepalive_judges_nothing_while_the_reader_is_held_up() -> None:
-    keepalive = KeepAlive()
-    assert keepalive.tick() is Tick.PING
-    keepalive.reader_busy = True  # the pong may sit unread behind a full inbound window
-    assert keepalive.tick() is Tick.NOTHING
-    assert keepalive.tick() is Tick.NOTHING
-    keepalive.reader_busy = False
-    keepalive.pong()
-    assert keepalive.tick() is Tick.PING
+@pytest.mark.parametrize(
+    "script",
+    [
+        # A silent peer: a ping, then dead at the next tick.
+        "+2 PING written +2 DEAD",
+        # Any bytes after the ping (a pong or any frame) keep the peer alive.
+        "+2 PING written +0.5 received +1.5 PING written +0.5 received +1.5 PING",
+        # The loop was held up for three intervals, then its timer fires twice back to back:
+        # a ping, then nothing until the peer had time to answer; never ping-then-dead.
+        "+7 PING written +0.001 NOTHING +0.5 received +1.5 PING",
+        # Time counts, not ticks: a burst of ticks judges nothing; half an interval unanswered
+        # is enough (timer callbacks run a little early or late against the clock).
+        "PING written NOTHING NOTHING NOTHING +1 DEAD",
+        # The peer's time starts when the ping is written: a ping waiting behind a long frame
+        # to a slow reader is the server's delay...
+        "PING +2 NOTHING +1 written +0.5 NOTHING +0.5 DEAD",
+        # ... but a ping not written in two intervals means the peer drains nothing: dead.
+        "PING +2 NOTHING +2 DEAD",
+        # While the reader is held up (the pong may sit behind a full inbound window), nothing
+        # is judged.
+        "PING written busy +2 NOTHING +2 NOTHING free received +2 PING",
+    ],
+)
+def test_keepalive_judges_by_time_since_the_last_bytes_and_the_last_ping(script: str) -> None:
+    clock = FakeClock()
+    play(KeepAlive(2.0, clock), clock, script)
+
+
+def test_control_budget_allows_a_burst_then_its_rate() -> None:
+    clock = FakeClock()
+    budget = ControlBudget(rate=10, burst=20, clock=clock)
+    assert all(budget.spend() for _ in range(20))
+    assert not budget.spend()  # the 21st at once is over
+    clock.now += 1.0  # ten more are earned each second
+    assert all(budget.spend() for _ in range(9))
+
+
+def test_control_budget_a_steady_peer_under_the_rate_never_runs_out() -> None:
+    clock = FakeClock()
+    budget = ControlBudget(rate=10, burst=20, clock=clock)
+    for _ in range(1000):
+        clock.now += 0.11
+        assert budget.spend()
+    for _ in range(40):  # a flood: over within the burst
+        clock.now += 0.001
+        if not budget.spend():
+            break
+    else:
+        raise AssertionError("a flood was never cut off")
