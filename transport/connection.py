@@ -71,6 +71,17 @@ _REFUSED: dict[int, tuple[int, str]] = {
 }
 
 
+def _next_loop_turn(pause: float) -> None:
+    """Let the loop go round once (after ``pause`` seconds): every greenlet ready and every
+    socket with I/O waiting gets its turn first. Not sleep(0): that lets only greenlets already
+    woken run, and a reader repeating it holds off every socket's I/O for up to gevent's switch
+    interval. Not idle(): that waits until nothing else is ready, so a fast honest sender
+    would stall its own pipeline in a busy hub."""
+    hub = gevent.get_hub()
+    with hub.loop.timer(pause) as timer:
+        hub.wait(timer)
+
+
 class ConnectionOptions:
     """The per-connection limits: the options of ``new_hub`` other than ``allowed_origins``."""
 
@@ -363,14 +374,9 @@ class Connection:
             while True:
                 if work >= _YIELD_AFTER:
                     # A recv with data waiting never switches greenlets: without this, one
-                    # client's flood would run the loop alone for as long as it lasts. idle(),
-                    # not sleep(0): sleep(0) lets only greenlets already woken run, and a loop
-                    # of them holds off every socket's I/O for up to the switch interval.
+                    # client's flood would run the loop alone for as long as it lasts.
                     work = 0
-                    if life.is_open:
-                        gevent.idle()
-                    else:
-                        gevent.sleep(_CLOSING_PAUSE)
+                    _next_loop_turn(0.0 if life.is_open else _CLOSING_PAUSE)
                 batch = frames.pull(_BATCH)
                 if not batch and not frames.taken:
                     break
