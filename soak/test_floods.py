@@ -9,6 +9,7 @@ p99 round trip under 50 ms, and none of them closed. Each kind prints p50/p99/ma
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import selectors
@@ -16,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -252,6 +254,16 @@ def test_unread_pings_do_not_grow_the_server(soak_server: Callable[..., SoakServ
             sent += 1000
     except OSError:
         pass  # closed by the server (or its buffers are full and it stopped reading)
+    # Measure once the server has read what the kernel still held for it (or gave up on it).
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            unsent = struct.unpack("i", fcntl.ioctl(sock, termios.TIOCOUTQ, b"\0" * 4))[0]
+        except OSError:
+            break
+        if unsent == 0 or server.stats()["leaves"]:
+            break  # all read, or the server closed it
+        time.sleep(0.2)
     after = server.stats()["rss_kb"]
     sock.close()
     report(
