@@ -166,6 +166,12 @@ class Connection:
         """Whether a close has been asked for (by the server) or the connection is over."""
         return not self.life.is_open
 
+    @property
+    def closed_by_server(self) -> bool:
+        """Whether the server asked for a close: frames read after that are not handed on,
+        while frames a client sent before its own close or hang-up still are."""
+        return self.life.close_request is not None
+
     # -- the write side --------------------------------------------------------------------
 
     def _refresh_direct(self) -> None:
