@@ -22,6 +22,7 @@ monkey.patch_all()
 import argparse  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections import deque  # noqa: E402
@@ -256,7 +257,12 @@ def main() -> None:
     args = parser.parse_args()
 
     app, hub = create_app(grace=args.grace)
-    server = serve(app, args.host, args.port)
+    try:
+        server = serve(app, args.host, args.port)
+    except OSError as exc:  # most often the port is in use: one line, not a traceback
+        hub.stop()
+        why = os.strerror(exc.errno or 0)
+        sys.exit(f"chat: cannot listen on {args.host}:{args.port}: {why}; pass --port")
     print(f"wsroom chat on http://{args.host}:{server.server_port}", flush=True)
 
     run_until_signal(server, hub)
