@@ -7,6 +7,7 @@ life; the handler greenlet it runs in is the connection's reader.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -23,13 +24,18 @@ from wsroom.types import Identity, ParticipantID, RoomID
 from .connection import Connection, ConnectionOptions
 from .handshake import check_upgrade
 
-__all__ = ["INBOUND_WINDOW", "serve_session"]
+__all__ = ["EXHAUSTED_REASON", "INBOUND_WINDOW", "serve_session"]
 
 logger = logging.getLogger("wsroom.transport")
 
 INBOUND_WINDOW = 64
 """Frames read but not yet handled, per connection; past it the reader stops reading, so a fast
 sender meets TCP backpressure instead of growing the participant actor's (unbounded) inbox."""
+
+EXHAUSTED_REASON = "the server is out of file descriptors; try again later"
+"""The 503's reason when the process has no descriptor left (never the OS error's text)."""
+
+_EXHAUSTED = (errno.EMFILE, errno.ENFILE)
 
 _WINDOW_POLL = 0.5  # how often a reader waiting for room checks that its participant still runs
 
@@ -60,6 +66,10 @@ def serve_session(
     check_upgrade(environ, allowed_origins)
     try:
         conn = Connection(environ, options)
+    except OSError as exc:
+        if exc.errno in _EXHAUSTED:
+            raise HandshakeRejected(EXHAUSTED_REASON, 503) from exc
+        raise HandshakeRejected("the upgrade failed: the connection broke", 400) from exc
     except Exception as exc:
         raise HandshakeRejected(f"the upgrade failed: {exc}", 400) from exc
     environ["wsroom.upgraded"] = True
