@@ -51,7 +51,7 @@ def request_socket(environ: dict[str, Any]) -> Any:
 
 def _gevent_stream(environ: dict[str, Any]) -> Any:
     # gevent.pywsgi's Input wraps the handler's buffered reader (``rfile``) on the socket.
-    stream = environ.get("wsgi.input")
+    stream: Any = environ.get("wsgi.input")
     if not hasattr(stream, "raw") and hasattr(stream, "rfile"):
         stream = stream.rfile
     return stream
