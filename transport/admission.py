@@ -67,21 +67,22 @@ class ServerLimits:
             raise ValueError(f"handshake_timeout must be > 0 seconds, got {handshake_timeout!r}")
         if not math.isfinite(handshake_timeout):
             raise ValueError("handshake_timeout must be finite")
-        if max_connections is None:
-            max_connections = default_max_connections()
-        for name, value in (
-            ("max_header_bytes", max_header_bytes),
-            ("max_headers", max_headers),
-            ("max_connections", max_connections),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if max_headers > _PARSER_MAX_HEADERS:
-            raise ValueError(f"max_headers must be at most {_PARSER_MAX_HEADERS}")
         self.handshake_timeout = float(handshake_timeout)
-        self.max_header_bytes = max_header_bytes
-        self.max_headers = max_headers
-        self.max_connections = max_connections
+        self.max_header_bytes = _count("max_header_bytes", max_header_bytes)
+        self.max_headers = _count("max_headers", max_headers, most=_PARSER_MAX_HEADERS)
+        self.max_connections = _count(
+            "max_connections",
+            default_max_connections() if max_connections is None else max_connections,
+        )
+
+
+def _count(name: str, value: int, most: int | None = None) -> int:
+    """``value`` if it is an int from 1 to ``most``, else ValueError naming the option."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if most is not None and value > most:
+        raise ValueError(f"{name} must be at most {most}, got {value}")
+    return value
 
 
 class RequestRefused(ValueError):
