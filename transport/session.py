@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import gevent.lock
@@ -21,8 +20,9 @@ from wsroom.errors import HandshakeRejected, HubStopped, MissingParticipantID, R
 from wsroom.hooks import HookSet, Resolver
 from wsroom.types import Identity, ParticipantID, RoomID
 
+from ._simple_websocket import request_socket
 from .connection import Connection, ConnectionOptions
-from .handshake import check_upgrade
+from .handshake import UpgradeRules, check_upgrade
 
 __all__ = ["EXHAUSTED_REASON", "INBOUND_WINDOW", "serve_session"]
 
@@ -43,7 +43,7 @@ _WINDOW_POLL = 0.5  # how often a reader waiting for room checks that its partic
 def serve_session(
     hub: pykka.ActorRef[Any],
     hooks: HookSet,
-    allowed_origins: Sequence[str] | None,
+    rules: UpgradeRules,
     options: ConnectionOptions,
     environ: dict[str, Any],
     room: RoomID,
@@ -63,7 +63,8 @@ def serve_session(
         raise ResolverRejected() from exc
     if not pid:
         raise MissingParticipantID()
-    check_upgrade(environ, allowed_origins)
+    local = _local_address(environ) if rules.allowed_hosts is None else None
+    check_upgrade(environ, rules, local)
     try:
         conn = Connection(environ, options)
     except OSError as exc:
@@ -74,6 +75,16 @@ def serve_session(
         raise HandshakeRejected(f"the upgrade failed: {exc}", 400) from exc
     environ["wsroom.upgraded"] = True
     _run(hub, hooks, conn, room, ParticipantID(pid), identity)
+
+
+def _local_address(environ: dict[str, Any]) -> str | None:
+    """The address the connection arrived on (for the default host rule), when known."""
+    sock = request_socket(environ)
+    try:
+        address = sock.getsockname() if sock is not None else None
+    except (OSError, AttributeError):
+        return None
+    return str(address[0]) if isinstance(address, tuple) and address else None
 
 
 def _run(
