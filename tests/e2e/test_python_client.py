@@ -76,7 +76,10 @@ def test_reconnects_inside_grace_and_gets_the_queue_in_order(
     dropping_hooks(live)
     states: list[ConnectionState] = []
     client = clients(
-        live.url("r1", "ann"), min_delay=0.5, max_delay=0.5, jitter=0.0,
+        live.url("r1", "ann"),
+        min_delay=0.5,
+        max_delay=0.5,
+        jitter=0.0,
         on_state=lambda s, c: states.append(s),
     )
     other = clients(live.url("r1", "bob"))

@@ -24,6 +24,7 @@ import simple_websocket
 from wsproto import WSConnection
 from wsproto.connection import Connection
 
+from wsroom.actors.runtime import GeventActor
 from wsroom.transport._gevent_socket import raw_socket
 from wsroom.transport._simple_websocket import ServerSocket, request_socket
 
@@ -234,6 +235,26 @@ def test_pykka_future_keeps_its_get_hook() -> None:
     future.set_get_hook(lambda timeout: 7)
     assert future._get_hook is not None, pykka_broke("set_get_hook() no longer sets _get_hook")
     assert future.get() == 7
+
+
+def test_pykka_answers_an_ask_with_what_handle_receive_returns() -> None:
+    # runtime.py returns an ask's refusal (RoomNotFound, ...) from _handle_receive as a value,
+    # since pykka logs every exception it hands back to a caller.
+    marker = object()
+
+    class Probe(GeventActor):
+        def _handle_receive(self, message: Any) -> Any:
+            if message == "probe":
+                return marker
+            return super()._handle_receive(message)
+
+    ref = Probe.start()
+    try:
+        assert ref.ask("probe", timeout=2) is marker, pykka_broke(
+            "an ask is no longer answered with what Actor._handle_receive returns"
+        )
+    finally:
+        ref.stop()
 
 
 @pytest.mark.parametrize(
