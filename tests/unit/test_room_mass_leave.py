@@ -17,6 +17,7 @@ import pytest
 
 from wsroom.actors import messages as m
 from wsroom.actors import room as room_module
+from wsroom.actors.participant import ParticipantActor
 from wsroom.actors.room import RoomActor
 from wsroom.actors.runtime import GeventActor, handles
 from wsroom.types import ParticipantID, ReconnectPolicy, RoomID
@@ -140,3 +141,17 @@ def test_a_long_inbox_does_not_keep_other_greenlets_waiting(
     assert handled_when_probed[0] < MEMBERS // 4, (
         f"the room handled {handled_when_probed[0]} of {MEMBERS} leaves before anyone else ran"
     )
+
+
+def test_per_connection_actors_stay_out_of_pykkas_global_registry() -> None:
+    # pykka's registry is one list searched from the front on every stop: 10,000 participant
+    # actors stopping in reverse order cost 4.5 s of CPU in it (0.9 s without it).
+    before = len(pykka.ActorRegistry.get_all())
+    hub = QuietHub.start()
+    ref = ParticipantActor.start(hub, Hooks(), RoomID("r"), ParticipantID("p"), None, None, None)
+    try:
+        assert len(pykka.ActorRegistry.get_all()) == before + 1  # the hub actor only
+    finally:
+        ref.stop()
+        hub.stop()
+    assert not ref.is_alive()
