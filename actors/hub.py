@@ -18,7 +18,7 @@ from wsroom.wire import frame_of
 
 from . import messages as m
 from .room import RoomActor
-from .runtime import Ask, GeventActor, handles
+from .runtime import Ask, GeventActor, handles, tell_quietly
 
 __all__ = ["CLOSE_ROOM", "HubActor"]
 
@@ -122,8 +122,8 @@ class HubActor(GeventActor):
 
     @handles(m.StopHub)
     def _stop_hub(self, msg: m.StopHub) -> gevent.Greenlet[Any, Any]:
-        """Close every room (1001, ``on_leave(HubStopped)``), tell every participant to end, and
-        answer the greenlet that waits for all of it and stops every actor, this one last.
+        """Close every room (1001, ``on_leave(HubStopped)``) and answer the greenlet that waits
+        for it, then tells every participant to end and stops every actor, this one last.
 
         The waiting happens outside this mailbox, so hooks still running (``on_leave`` may call
         the hub) get their ``HubStopped`` answers instead of a deadlock.
@@ -138,8 +138,9 @@ class HubActor(GeventActor):
         participants = list(self._participants)
         self._rooms.clear()
         self._active.clear()
-        for ref in participants:
-            ref.tell(m.Shutdown())
+        # The participants are told to shut down by the wind-down, once the rooms have closed
+        # (and closed their members' connections): their 10,000 wake-ups would otherwise be
+        # scheduled ahead of the rooms' on_leave calls.
         self._stopping = gevent.spawn(
             _wind_down, closing, [participants, rooms, [self.actor_ref]], msg
         )
@@ -178,6 +179,9 @@ def _wind_down(closing: list[Any], stages: list[list[pykka.ActorRef[Any]]], msg:
     late = sum(1 for g in running if not g.dead)
     if late:
         logger.warning("%d on_leave hooks still running at the stop timeout", late)
+    participants = stages[0]
+    for ref in participants:
+        tell_quietly(ref, m.Shutdown())
     # Each participant finishes the hook it is in, then stops; its socket completes the close
     # handshake on its own (bounded by close_timeout).
     stuck = 0

@@ -15,7 +15,7 @@ from wsroom.hooks import HookSet
 from wsroom.types import BroadcastReport, Delivery, ParticipantID, Presence, ReconnectPolicy, RoomID
 
 from . import messages as m
-from .hookcall import spawn_hook
+from .hookcall import call_hook, log_hook_error, spawn_hook
 from .runtime import GeventActor, handles, tell_quietly
 from .state import Leave, RoomState
 
@@ -235,8 +235,7 @@ class RoomActor(GeventActor):
         conns, leaves = self.state.close_all(msg.reason)
         for conn in conns:
             conn.close(msg.code, msg.text)
-        for leave in leaves:
-            self._leave(leave)
+        self._leave_together(leaves)
         self._rearm()
         self.hub.tell(m.RoomGone(self.room, self.actor_ref, dict(self._leaving)))
         return list(self._hooks_running)
@@ -253,6 +252,25 @@ class RoomActor(GeventActor):
             self._closed_reason = None
             # Once per room's life: the copy is O(n) once, not per leave.
             self.hub.tell(m.RoomGone(self.room, self.actor_ref, dict(self._leaving)))
+
+    def _leave_together(self, leaves: list[Leave]) -> None:
+        # A closing room's on_leave calls run one after another in one greenlet of their own:
+        # one greenlet to schedule instead of 10,000, so they are not left behind the
+        # sockets' closing work (stop() waits for them only until its deadline).
+        if not leaves:
+            return
+        hooks, room = self.hooks, self.room
+
+        def run() -> None:
+            for leave in leaves:
+                exc = call_hook(hooks.on_leave, room, leave.pid, leave.reason)
+                if exc is not None:
+                    log_hook_error("on_leave", exc)
+
+        greenlet = gevent.spawn(run)
+        self._track(greenlet)
+        for leave in leaves:
+            self._note_leaving(leave.pid, greenlet)
 
     def _note_leaving(self, pid: ParticipantID, greenlet: gevent.Greenlet[Any, Any]) -> None:
         # The entry goes when its hook ends, unless a newer leave of pid replaced it meanwhile.
