@@ -150,10 +150,23 @@ def main() -> None:
     sys.stdout.write(f"READY {server.server_port}\n")
     sys.stdout.flush()
     started = time.monotonic()
-    signum = run_until_signal(server, hub, timeout=10.0)
+    stop_took: list[float] = []
+
+    class TimedHub:
+        """The hub as run_until_signal sees it, timing its stop() for the STOPPED line."""
+
+        def stop(self, timeout: float = 5.0) -> None:
+            began = time.monotonic()
+            try:
+                hub.stop(timeout=timeout)
+            finally:
+                stop_took.append(time.monotonic() - began)
+
+    signum = run_until_signal(server, TimedHub(), timeout=10.0)  # type: ignore[arg-type]
     leaves = json.dumps(dict(hooks.leaves), separators=(",", ":"))
     sys.stdout.write(
-        f"STOPPED signal={signum} after={time.monotonic() - started:.1f}s leaves={leaves}\n"
+        f"STOPPED signal={signum} after={time.monotonic() - started:.1f}s"
+        f" stop={stop_took[0]:.2f}s leaves={leaves}\n"
     )
     sys.stdout.flush()
 

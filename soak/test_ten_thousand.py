@@ -157,6 +157,8 @@ def test_ten_thousand_then_stop_closes_everyone_with_1001_in_time(
     assert figures["close_codes"] == {1001: figures["members"]}
     assert figures["server_said"].startswith("STOPPED")
     assert f'"HubStopped":{figures["members"]}' in figures["server_said"]
+    stop_s = float(figures["server_said"].split(" stop=")[1].split("s")[0])
+    assert stop_s <= STOP_TIMEOUT + 0.5, f"hub.stop(timeout={STOP_TIMEOUT}) took {stop_s}s"
     # hub.stop() and then the server's own stop, each bounded by the timeout, and the exit.
     assert figures["server_exit_s"] < 2 * STOP_TIMEOUT + 5
 
