@@ -36,6 +36,8 @@ class ParticipantActor(GeventActor):
     ``frame_done`` is called once per inbound frame handled, to reopen the reader's window.
     """
 
+    registered = False  # one per connection; the hub actor keeps the set of them
+
     def __init__(
         self,
         hub: pykka.ActorRef[Any],

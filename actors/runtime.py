@@ -175,6 +175,19 @@ class GeventActor(pykka.Actor):
     """
 
     _dispatch: ClassVar[dict[type, Callable[[Any, Any], Any]]] = {}
+    registered: ClassVar[bool] = True
+    """Whether ``start`` lists the actor in ``pykka.ActorRegistry``. That registry is one global
+    list, searched from the front on every stop: an actor per connection makes 10,000 stops
+    cost O(n²) (seconds), so such actors opt out; their owner keeps track of them."""
+
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:
+        """Start the actor (pykka's ``start``, minus the registry when ``registered`` is off)."""
+        if cls.registered:
+            return super().start(*args, **kwargs)
+        actor = cls(*args, **kwargs)
+        actor._start_actor_loop()
+        return actor.actor_ref
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

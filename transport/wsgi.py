@@ -423,6 +423,10 @@ def run_until_signal(
         for handler in handlers:
             handler.cancel()
     logger.info("signal %d: stopping the hub and the server", signum)
-    hub.stop(timeout=timeout)
-    server.stop(timeout=timeout)
+    try:
+        hub.stop(timeout=timeout)
+    except Exception:  # whatever happened, the server must stop too
+        logger.exception("the hub failed to stop; stopping the server anyway")
+    finally:
+        server.stop(timeout=timeout)
     return signum

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -33,6 +35,8 @@ from .types import (
 from .wire import frame_of
 
 __all__ = ["Hub", "HubOptions", "new_hub"]
+
+logger = logging.getLogger("wsroom")
 
 # The real OS thread id, even under gevent.monkey (where threading.get_ident names greenlets).
 _os_thread_id: Callable[[], int] = gevent.monkey.get_original("_thread", "get_ident")
@@ -182,15 +186,29 @@ class Hub:
     def stop(self, timeout: float = 5.0) -> None:
         """Close every connection with 1001, run ``on_leave(..., HubStopped())`` once per member,
         stop every actor. A second call does nothing. From inside a hook, it runs in the
-        background (an actor cannot wait for itself)."""
+        background (an actor cannot wait for itself).
+
+        It returns within about ``timeout`` seconds whatever the hub's size, and raises nothing:
+        what is not done by then (a hook still running, a peer that has not answered its close)
+        goes on in the background and is logged.
+        """
         if not self._ref.is_alive():
             return
         self._check_thread()
+        deadline = time.monotonic() + timeout
         try:
             winding_down: gevent.Greenlet[Any, Any] = self._ref.ask(
                 m.StopHub(timeout, gevent.getcurrent()), timeout=timeout
             )
         except pykka.ActorDeadError:
             return
+        except pykka.Timeout:
+            logger.warning("the hub actor did not answer stop() within %.1fs", timeout)
+            return
+        except Exception:  # stop() ends a program: it must not raise
+            logger.exception("stop() failed")
+            return
         if not GeventActor.in_actor():
-            winding_down.join(timeout=timeout)
+            # The wind-down keeps the same deadline itself; what it has not finished by then
+            # goes on without the caller.
+            winding_down.join(timeout=max(deadline - time.monotonic(), 0.0))
