@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import queue
@@ -482,10 +483,13 @@ def fmt(value: Any, spec: str) -> str:
         return str(value)
 
 
-def ratio(a: Any, b: Any) -> str:
+def ratio(a: Any, b: Any, digits: int = 2) -> str:
     if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
         return "-"
-    return f"{a / b:.2f}x"
+    if digits > 2:  # for targets: cut, not rounded, so that 0.5999x never prints as 0.600x
+        scale = 10**digits
+        return f"{math.floor(a / b * scale) / scale:.{digits}f}x"
+    return f"{a / b:.{digits}f}x"
 
 
 def table(
@@ -562,21 +566,22 @@ def targets(ms: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
           f"{w.get('stalled_fate', '-')}")
     # Issue 11: the inbound path.
     a, b, c = w.get("rtt_per_s"), f.get("rtt_per_s"), n.get("rtt_per_s")
+    # Three digits, cut: at 0.5999x, "0.60x MISSED" would read as a mistake.
     check("C echo >= 2x the floor (issue 11)", (a / b >= 2) if both(a, b) and b else None,
-          ratio(a, b))
+          ratio(a, b, 3))
     check("C echo >= 0.6x Node socket.io (issue 11)", (a / c >= 0.6) if both(a, c) and c else None,
-          ratio(a, c))
+          ratio(a, c, 3))
     a, c = w.get("e_cpu_us"), n.get("e_cpu_us")
     check("E CPU per inbound message <= Node socket.io's (issue 11)",
           (a <= c) if both(a, c) else None,
-          f"{fmt(a, '{:,.0f}')} vs {fmt(c, '{:,.0f}')} us ({ratio(a, c)})")
+          f"{fmt(a, '{:,.0f}')} vs {fmt(c, '{:,.0f}')} us ({ratio(a, c, 3)})")
     a, c = w.get("e_rate"), s.get("e_rate")
     bound = " (wsroom's a lower bound)" if w.get("e_rate_bound") else ""
     if c == 0:
         bound += f"; python-socketio passed no step (< {E_STEPS[0]:,})"
     check("E sustained rate >= 2.5x python-socketio (issue 11)",
           (a >= 2.5 * c) if both(a, c) and c else None,
-          f"{fmt(a, '{:,.0f}')} vs {fmt(c, '{:,.0f}')} msgs/s ({ratio(a, c)}){bound}")
+          f"{fmt(a, '{:,.0f}')} vs {fmt(c, '{:,.0f}')} msgs/s ({ratio(a, c, 3)}){bound}")
     miss, ooo, wrong = w.get("e_missing"), w.get("e_out_of_order"), w.get("e_misrouted")
     check("E missing, out-of-order and misrouted = 0",
           (miss == 0 and ooo == 0 and wrong == 0) if both(miss, ooo, wrong) else None,
