@@ -32,9 +32,11 @@ class ParticipantActor(GeventActor):
     """Owns one connection's life as a member: join, ``on_join``, ``on_message`` in frame order,
     and the report of its end to the room. Asks go upward only (hub, room), never back to it.
 
-    ``conn`` is the connection's entry points (``push``, ``close``, ``closing``);
+    ``conn`` is the connection's entry points (``push``, ``close``, ``closed_by_server``);
     ``frame_done`` is called once per inbound frame handled, to reopen the reader's window.
     """
+
+    registered = False  # one per connection; the hub actor keeps the set of them
 
     def __init__(
         self,
@@ -66,7 +68,7 @@ class ParticipantActor(GeventActor):
     @handles(m.Inbound)
     def _inbound(self, message: m.Inbound) -> None:
         self.frame_done()
-        if self._member and not self.conn.closing:
+        if self._member and not self.conn.closed_by_server:
             self._on_frame(message.text)
 
     @handles(m.Shutdown)

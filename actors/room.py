@@ -15,7 +15,7 @@ from wsroom.hooks import HookSet
 from wsroom.types import BroadcastReport, Delivery, ParticipantID, Presence, ReconnectPolicy, RoomID
 
 from . import messages as m
-from .hookcall import spawn_hook
+from .hookcall import call_hook, log_hook_error, spawn_hook
 from .runtime import GeventActor, handles, tell_quietly
 from .state import Leave, RoomState
 
@@ -24,6 +24,8 @@ __all__ = ["RoomActor"]
 logger = logging.getLogger("wsroom.actors")
 
 SLOW_CONSUMER = (4008, "slow consumer")
+YIELD_EVERY = 64
+"""Messages a room handles in a row before it lets other greenlets run."""
 
 
 class RoomActor(GeventActor):
@@ -43,17 +45,35 @@ class RoomActor(GeventActor):
     ) -> None:
         super().__init__()
         # on_leave greenlets still running, by participant: a new join of the same participant
-        # waits for its leave, so the application sees leave, then join.
-        self._leaving: dict[ParticipantID, gevent.Greenlet[Any, Any]] = dict(leaving or {})
+        # waits for its leave, so the application sees leave, then join. Each greenlet removes
+        # itself when it ends (``_note_leaving``), so a mass leave stays O(n).
+        self._leaving: dict[ParticipantID, gevent.Greenlet[Any, Any]] = {}
+        for pid, greenlet in (leaving or {}).items():
+            if not greenlet.dead:
+                self._note_leaving(pid, greenlet)
         self.room = room
         self.hub = hub
         self.hooks = hooks
         self.state: RoomState[Any] = RoomState(policy, time.monotonic)
         self._timer: Any = None
         self._timer_at: float | None = None
-        self._hooks_running: list[gevent.Greenlet[Any, Any]] = []
+        # Hook greenlets still running (for stop() to wait on); each leaves the set when it
+        # ends, so tracking one costs O(1) whatever the room's size.
+        self._hooks_running: set[gevent.Greenlet[Any, Any]] = set()
+        self._handled = 0  # messages handled since this loop last let other greenlets run
         # Why the room closed, for a join whose on_join was still running then.
         self._closed_reason: BaseException | None = None
+
+    def on_receive(self, message: Any) -> Any:
+        # A room may have thousands of messages queued (10,000 members closing at once): it
+        # lets other greenlets (the on_leave hooks it spawned, new clients) run every
+        # YIELD_EVERY messages, instead of working through its whole inbox in one go. A
+        # counter per message, so the fan-out path pays nothing measurable.
+        self._handled += 1
+        if self._handled >= YIELD_EVERY:
+            self._handled = 0
+            gevent.sleep(0)
+        return super().on_receive(message)
 
     def after_message(self) -> None:
         # Presence news from whatever the message changed, announced once it is handled.
@@ -207,17 +227,18 @@ class RoomActor(GeventActor):
 
     @handles(m.CloseRoom)
     def _close_room(self, msg: m.CloseRoom) -> list[gevent.Greenlet[Any, Any]]:
+        """Close every connection with ``msg.code``, end every membership; answer the hook
+        greenlets still running (``stop()`` waits for them)."""
         if self.state.closed or (msg.must_exist and not self.state.has_members):
             raise RoomNotFound()
         self._closed_reason = msg.reason()
         conns, leaves = self.state.close_all(msg.reason)
         for conn in conns:
             conn.close(msg.code, msg.text)
-        for leave in leaves:
-            self._leave(leave)
+        self._leave_together(leaves)
         self._rearm()
-        self.hub.tell(m.RoomGone(self.room, self.actor_ref, self._still_leaving()))
-        return self._hooks_running
+        self.hub.tell(m.RoomGone(self.room, self.actor_ref, dict(self._leaving)))
+        return list(self._hooks_running)
 
     def _leave(self, leave: Leave | None) -> None:
         if leave is not None:
@@ -225,21 +246,46 @@ class RoomActor(GeventActor):
                 "on_leave", self.hooks.on_leave, self.room, leave.pid, leave.reason
             )
             self._track(greenlet)
-            self._leaving[leave.pid] = greenlet
+            self._note_leaving(leave.pid, greenlet)
         if self.state.is_empty and not self.state.closed:
             self.state.closed = True
             self._closed_reason = None
-            self.hub.tell(m.RoomGone(self.room, self.actor_ref, self._still_leaving()))
+            # Once per room's life: the copy is O(n) once, not per leave.
+            self.hub.tell(m.RoomGone(self.room, self.actor_ref, dict(self._leaving)))
 
-    def _still_leaving(self) -> dict[ParticipantID, gevent.Greenlet[Any, Any]]:
-        return {pid: g for pid, g in self._leaving.items() if not g.dead}
+    def _leave_together(self, leaves: list[Leave]) -> None:
+        # A closing room's on_leave calls run one after another in one greenlet of their own:
+        # one greenlet to schedule instead of 10,000, so they are not left behind the
+        # sockets' closing work (stop() waits for them only until its deadline).
+        if not leaves:
+            return
+        hooks, room = self.hooks, self.room
+
+        def run() -> None:
+            for leave in leaves:
+                exc = call_hook(hooks.on_leave, room, leave.pid, leave.reason)
+                if exc is not None:
+                    log_hook_error("on_leave", exc)
+
+        greenlet = gevent.spawn(run)
+        self._track(greenlet)
+        for leave in leaves:
+            self._note_leaving(leave.pid, greenlet)
+
+    def _note_leaving(self, pid: ParticipantID, greenlet: gevent.Greenlet[Any, Any]) -> None:
+        # The entry goes when its hook ends, unless a newer leave of pid replaced it meanwhile.
+        self._leaving[pid] = greenlet
+
+        def done(ended: gevent.Greenlet[Any, Any]) -> None:
+            if self._leaving.get(pid) is ended:
+                del self._leaving[pid]
+
+        greenlet.rawlink(done)
 
     def _track(self, greenlet: gevent.Greenlet[Any, Any]) -> None:
-        # Kept so stop() can wait for the hooks still running; finished ones are let go.
-        self._hooks_running = [g for g in self._hooks_running if not g.dead]
-        self._hooks_running.append(greenlet)
-        if len(self._leaving) > 64:
-            self._leaving = self._still_leaving()
+        # Kept so stop() can wait for the hooks still running; each lets itself go as it ends.
+        self._hooks_running.add(greenlet)
+        greenlet.rawlink(self._hooks_running.discard)
 
     def on_stop(self) -> None:
         if self._timer is not None:

@@ -10,9 +10,10 @@ actor marks its handlers with ``@handles``; ``GeventActor.on_receive`` is the on
 
 Every reliance on pykka's private internals lives in this module (checked against pykka 4.5.0;
 ``tests/unit/test_private_internals.py`` fails loudly when an upgrade breaks one of them):
-the three runtime hooks, ``Actor._handle_receive`` (to fence ``BaseException``),
-``Future._get_hook`` (pykka's own ``get()`` is of use only when a hook is set), and the types
-imported below for annotations only.
+the three runtime hooks, ``Actor._handle_receive`` (to fence ``BaseException``, and to hand an
+ask's refusal back as a value: pykka's loop logs every exception it returns to a caller at INFO
+with its traceback), ``Future._get_hook`` (pykka's own ``get()`` is of use only when a hook is
+set), and the types imported below for annotations only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import gevent.event
 import gevent.queue
 import pykka
 from greenlet import GreenletExit
+
+from wsroom.errors import WsroomError
 
 if TYPE_CHECKING:
     from pykka._actor import ActorInbox
@@ -56,6 +59,21 @@ class ActorCrashed(RuntimeError):
     pykka stops every actor in the process when a ``BaseException`` leaves one of them; the
     runtime turns it into this ordinary exception so only the one message fails.
     """
+
+
+class _Raise:
+    """An ask's answer that is an exception for the caller: carried as a value, so pykka's loop
+    does not log it, and raised by ``GeventFuture.get()``."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+ANSWERS: tuple[type[Exception], ...] = (WsroomError, pykka.ActorDeadError)
+"""Exceptions that answer an ask (``RoomNotFound``, ``ParticipantOffline``, ``HubStopped``, a
+room already gone, ...): the caller raises them; they are never logged as failures."""
 
 
 class Ask:
@@ -119,6 +137,8 @@ class GeventFuture(pykka.Future[T]):
             raise pykka.Timeout(f"{timeout} seconds") from None
         while isinstance(value, pykka.Future):
             value = value.get(timeout=timeout)
+        if type(value) is _Raise:
+            raise value.exc
         return value
 
     def set(self, value: Any | None = None) -> None:
@@ -155,6 +175,19 @@ class GeventActor(pykka.Actor):
     """
 
     _dispatch: ClassVar[dict[type, Callable[[Any, Any], Any]]] = {}
+    registered: ClassVar[bool] = True
+    """Whether ``start`` lists the actor in ``pykka.ActorRegistry``. That registry is one global
+    list, searched from the front on every stop: an actor per connection makes 10,000 stops
+    cost O(n²) (seconds), so such actors opt out; their owner keeps track of them."""
+
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:
+        """Start the actor (pykka's ``start``, minus the registry when ``registered`` is off)."""
+        if cls.registered:
+            return super().start(*args, **kwargs)
+        actor = cls(*args, **kwargs)
+        actor._start_actor_loop()
+        return actor.actor_ref
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -211,6 +244,11 @@ class GeventActor(pykka.Actor):
     def _handle_receive(self, message: Any) -> Any:
         try:
             return super()._handle_receive(message)
+        except ANSWERS as exc:
+            # An answer, not a failure: returned as a value, which pykka does not log. (A tell's
+            # failure never gets here: the dispatcher fences it; a deferred proxy call's answer
+            # has no one to go to.)
+            return _Raise(exc)
         except Exception:
             raise
         except GreenletExit:

@@ -2,7 +2,9 @@
 
 ``/ws/<room>?user=U`` joins ``room`` as ``U`` and is greeted with ``{"type": "joined"}``;
 ``echo`` comes back to its sender, ``bcast`` goes to every other member. ``GET /stats`` answers
-JSON: joins, leaves (by reason), connections open, RSS in KB, greenlets alive. Options of
+JSON: joins, leaves (by reason), when the last ``on_leave`` ran (``last_leave_at``, on the
+system-wide monotonic clock, so a client on this machine can compare), RSS in KB, greenlets
+alive, open file descriptors. Options of
 ``new_hub`` come as JSON in ``--options``; SIGTERM or SIGINT stop the hub, then the server.
 """
 
@@ -17,9 +19,11 @@ import collections  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import os  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import tracemalloc  # noqa: E402
 from typing import Any  # noqa: E402
 from urllib.parse import parse_qs  # noqa: E402
 
@@ -52,6 +56,38 @@ class SoakHooks(wsroom.Hooks):
         self.last_leave = time.monotonic()
 
 
+class GcClock:
+    """Seconds spent in the garbage collector, by generation (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.spent = [0.0, 0.0, 0.0]
+        self._began = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.spent[info["generation"]] += time.perf_counter() - self._began
+
+
+def _traced() -> dict[str, Any]:
+    """Where Python's allocations are, by source line, when started with PYTHONTRACEMALLOC=N
+    (to see where the KB per connection go)."""
+    if not tracemalloc.is_tracing():
+        return {}
+    snapshot = tracemalloc.take_snapshot()
+    top = snapshot.statistics("lineno")[:25]
+    return {
+        "traced_kb": sum(s.size for s in snapshot.statistics("filename")) // 1024,
+        "traced_top": [
+            f"{s.size // 1024} KB {s.count} x {s.traceback[0].filename.rsplit('/', 2)[-1]}"
+            f":{s.traceback[0].lineno}"
+            for s in top
+        ],
+    }
+
+
 def _rss_kb() -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -72,6 +108,7 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     hooks = SoakHooks()
+    gc_clock = GcClock()
     hub = wsroom.new_hub(
         hooks, wsroom.ReconnectPolicy(args.grace, args.queued), **json.loads(args.options)
     )
@@ -94,10 +131,15 @@ def main() -> None:
                     "since_last_leave": time.monotonic() - hooks.last_leave
                     if hooks.last_leave
                     else None,
+                    "last_leave_at": hooks.last_leave or None,
                     "rss_kb": _rss_kb(),
+                    "fds": len(os.listdir("/proc/self/fd")),
+                    "gc_s": [round(spent, 3) for spent in gc_clock.spent],
+                    "cpu_s": round(time.process_time(), 2),
                     "greenlets": sum(
                         1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet)
                     ),
+                    **_traced(),
                 }
             ).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
@@ -108,8 +150,24 @@ def main() -> None:
     sys.stdout.write(f"READY {server.server_port}\n")
     sys.stdout.flush()
     started = time.monotonic()
-    signum = run_until_signal(server, hub, timeout=10.0)
-    sys.stdout.write(f"STOPPED signal={signum} after={time.monotonic() - started:.1f}s\n")
+    stop_took: list[float] = []
+
+    class TimedHub:
+        """The hub as run_until_signal sees it, timing its stop() for the STOPPED line."""
+
+        def stop(self, timeout: float = 5.0) -> None:
+            began = time.monotonic()
+            try:
+                hub.stop(timeout=timeout)
+            finally:
+                stop_took.append(time.monotonic() - began)
+
+    signum = run_until_signal(server, TimedHub(), timeout=10.0)  # type: ignore[arg-type]
+    leaves = json.dumps(dict(hooks.leaves), separators=(",", ":"))
+    sys.stdout.write(
+        f"STOPPED signal={signum} after={time.monotonic() - started:.1f}s"
+        f" stop={stop_took[0]:.2f}s leaves={leaves}\n"
+    )
     sys.stdout.flush()
 
 

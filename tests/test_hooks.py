@@ -116,6 +116,21 @@ def test_on_message_runs_one_at_a_time_per_participant_in_frame_order(make_live)
     assert inside["max"] == 1
 
 
+def test_envelopes_sent_just_before_the_clients_close_still_reach_on_message(make_live) -> None:
+    live: Live = make_live()
+    gate = gevent.event.Event()
+    live.hooks.message_fn = lambda room, p, env: gate.wait(5)  # the frames wait in the window
+    ws = live.join("r", "alice")
+    for i in range(5):
+        send_json(ws, "n", i)
+    wait_until(lambda: live.hooks.messages, what="the first envelope inside on_message")
+    ws.close(timeout=2)  # returns once the server answered the close: its reader is done
+    gate.set()
+    wait_until(lambda: len(live.hooks.messages) == 5, what="every envelope handled")
+    assert [env.payload for _, _, env in live.hooks.messages] == [0, 1, 2, 3, 4]
+    wait_until(lambda: live.hooks.leaves_of("alice"), what="the leave, after them")
+
+
 def test_on_message_raising_closes_with_1011_and_starts_the_grace_period(make_live, caplog) -> None:
     live: Live = make_live(grace=30.0, queued=8)
 

@@ -213,5 +213,3 @@ def test_node_ws_client_sees_room_closed_4000(make_live: Callable[..., Live], no
     live.hub.close_room("r")
     assert client.next_event() == {"event": "close", "code": 4000, "reason": "room closed"}
     assert isinstance(live.hooks.leaves_of("nodey")[0], wsroom.RoomClosed)
-
-

@@ -313,3 +313,55 @@ def test_handle_ws_returns_none_once_the_connection_ended(raw_hub: Any) -> None:
     ws.close()
     wait_until(lambda: "lobby" not in app.hub.rooms(), what="the leave")
     assert app.errors == []
+
+
+# -- the scheme, the host rule (DNS rebinding) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["https://127.0.0.1:{port}", "chrome-extension://127.0.0.1:{port}", "ws://127.0.0.1:{port}"],
+)
+def test_an_origin_with_another_scheme_is_403(front: Any, origin: str) -> None:
+    live = front()
+    origin = origin.format(port=live.port)
+    answer = http_get(live.port, "/ws/lobby?user=alice", upgrade_headers(live.port, Origin=origin))
+    assert answer.status == 403, (origin, answer)
+    assert_one_line(answer.body, "origin")
+
+
+def test_a_dns_rebinding_page_is_refused_on_loopback(front: Any) -> None:
+    live = front()
+    headers = upgrade_headers(live.port, Host="evil.test", Origin="http://evil.test")
+    answer = http_get(live.port, "/ws/lobby?user=alice", headers)
+    assert answer.status == 400, answer
+    assert answer.body == "host evil.test is not allowed (see allowed_hosts)\n"
+    assert live.hooks.joins == []
+
+
+@pytest.mark.parametrize("host", ["localhost:{port}", "127.0.0.1:{port}", "LocalHost"])
+def test_loopback_names_are_allowed_on_loopback(front: Any, host: str) -> None:
+    live = front()
+    host = host.format(port=live.port)
+    answer = http_get(live.port, "/ws/lobby?user=alice", upgrade_headers(live.port, Host=host))
+    assert answer.status == 101, (host, answer)
+
+
+def test_allowed_hosts_replaces_the_default(front: Any) -> None:
+    live = front(allowed_hosts=["chat.example.com"])
+    ok = upgrade_headers(live.port, Host="chat.example.com", Origin="http://chat.example.com")
+    assert http_get(live.port, "/ws/lobby?user=alice", ok).status == 101
+    local = upgrade_headers(live.port)  # 127.0.0.1 is no longer in the list
+    answer = http_get(live.port, "/ws/lobby?user=bob", local)
+    assert answer.status == 400, answer
+    assert_one_line(answer.body, "allowed_hosts")
+
+
+def test_a_tls_proxy_forwarding_https_is_trusted_only_when_told(front: Any) -> None:
+    headers = upgrade_headers(
+        0, Host="chat.example.com", Origin="https://chat.example.com", X_Forwarded_Proto="https"
+    )
+    plain = front(allowed_hosts=["chat.example.com"])
+    assert http_get(plain.port, "/ws/lobby?user=alice", headers).status == 403
+    proxied = front(allowed_hosts=["chat.example.com"], trust_forwarded_proto=True)
+    assert http_get(proxied.port, "/ws/lobby?user=alice", headers).status == 101

@@ -125,9 +125,7 @@ def test_concurrent_broadcasters_are_seen_in_one_order_by_every_member(
     for sender in ("alice", "bob"):
         ns = [json.loads(f)["payload"]["n"] for f in reference]
         froms = [json.loads(f)["payload"]["from"] for f in reference]
-        assert [n for n, f in zip(ns, froms, strict=True) if f == sender] == list(
-            range(per_sender)
-        )
+        assert [n for n, f in zip(ns, froms, strict=True) if f == sender] == list(range(per_sender))
     # And the two streams really were interleaved (else the test proves little).
     froms = [json.loads(f)["payload"]["from"] for f in reference]
     switches = sum(1 for a, b in itertools.pairwise(froms) if a != b)

@@ -13,6 +13,9 @@
 # - self.sock is the connection's socket, self.choose_subprotocol(request) picks the subprotocol.
 # - wsproto: after the handshake, WSConnection.connection is the wsproto Connection that frames
 #   and parses the rest (an attribute wsproto does not document).
+# - Server.__init__ takes the environ's "werkzeug.socket" as it is (no dup()); for gevent.pywsgi it
+#   digs the socket out of wsgi.input (.rfile.raw._sock) and dup()s it. request_socket() finds that
+#   same socket and hands it over as "werkzeug.socket", so a connection holds one descriptor.
 # tests/unit/test_private_internals.py fails, naming the library, when any of this changes.
 """simple-websocket's server, cut down to the socket and the opening handshake."""
 
@@ -27,7 +30,43 @@ from wsproto.connection import Connection
 from wsproto.events import AcceptConnection, Request
 from wsproto.extensions import Extension, PerMessageDeflate
 
-__all__ = ["ServerSocket"]
+__all__ = ["ServerSocket", "request_socket"]
+
+
+def request_socket(environ: dict[str, Any]) -> Any:
+    """The request's own socket (the server's, not a duplicate), or None when not found.
+
+    Werkzeug and Gunicorn put it in the environ; gevent.pywsgi keeps it behind ``wsgi.input``,
+    where simple-websocket finds it and ``dup()``s it (two descriptors per connection).
+    """
+    for key in ("werkzeug.socket", "gunicorn.socket"):
+        if key in environ:
+            return environ[key]
+    if not str(environ.get("SERVER_SOFTWARE", "")).startswith("gevent"):
+        return None
+    stream = _gevent_stream(environ)
+    raw = getattr(stream, "raw", None)
+    return getattr(raw, "_sock", None)
+
+
+def _gevent_stream(environ: dict[str, Any]) -> Any:
+    # gevent.pywsgi's Input wraps the handler's buffered reader (``rfile``) on the socket.
+    stream: Any = environ.get("wsgi.input")
+    if not hasattr(stream, "raw") and hasattr(stream, "rfile"):
+        stream = stream.rfile
+    return stream
+
+
+def _release_gevent_stream(environ: dict[str, Any]) -> None:
+    """Close gevent.pywsgi's reader on the socket (not the socket): while it is open, the socket's
+    ``close()`` is deferred (a reader holds a reference), so the descriptor would outlive the
+    connection until the handler ends. After the upgrade nothing reads the request stream again
+    (the handler is told to close the connection)."""
+    if str(environ.get("SERVER_SOFTWARE", "")).startswith("gevent"):
+        stream = _gevent_stream(environ)
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
 
 
 class _ReaderInCaller:
@@ -53,6 +92,14 @@ class ServerSocket(simple_websocket.Server):  # type: ignore[misc]
     ) -> None:
         # Set first: the handshake, and so _handle_events, runs inside super().__init__().
         self._extensions: list[Extension] = [PerMessageDeflate()] if compression else []
+        sock = request_socket(environ)
+        if sock is not None:
+            # Handed over as Werkzeug's key, which simple-websocket takes as it is: the
+            # connection keeps the server's own socket (one descriptor), and whoever closes it
+            # closes the very object the server will close again (a no-op), never a number a
+            # newer socket may have been given meanwhile.
+            _release_gevent_stream(environ)
+            environ = {**environ, "werkzeug.socket": sock}
         super().__init__(
             environ,
             subprotocols=list(subprotocols),

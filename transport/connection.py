@@ -158,6 +158,7 @@ class Connection:
         self._partial: memoryview | None = None  # the rest of a write the fast path began
         self._on_drain: Callable[[], None] | None = None
         self._abort_timer: Any = None
+        self._linger = options.close_timeout  # how long a close waits for the peer's reply
         # Spawned only while something waits to be written (most connections are idle, and
         # most writes complete at once), and gone once all is written.
         self._writer: gevent.Greenlet[Any, Any] | None = None
@@ -185,9 +186,40 @@ class Connection:
         if not self.life.request_close(code, reason):
             return
         self._refresh_direct()
+        self._linger = self.options.close_timeout if linger is None else linger
+        if self._writer is None:
+            # Nothing is being written: the close frame goes out now, before any abort clock
+            # runs (10,000 closes at once must not wait for 10,000 writers to be scheduled,
+            # and an abort must never cut a socket whose close frame was never written).
+            self._write_close_frame()
+            if self._partial is None and not self._control:
+                self._arm_abort()
+                return
+        # A write is under way: the writer sends the close frame after it and then re-arms
+        # the clock; armed now as well, so a peer that stopped reading is still cut in time.
         self._wake_writer()
-        wait = self.options.close_timeout if linger is None else linger
-        self._abort_timer = gevent.get_hub().loop.timer(wait)
+        self._arm_abort()
+
+    def _write_close_frame(self) -> None:
+        # The close frame owed, without waiting: what the socket does not take at once is left
+        # for the writer, ahead of anything else.
+        life = self.life
+        life.close_sent()
+        if self._ws.state is not ConnectionState.OPEN:
+            return
+        assert life.close_request is not None
+        code, reason = life.close_request
+        data = self._ws.send(CloseEvent(code, reason or None))
+        if not self._write_now(data):
+            self._control.append(data)
+            self._wake_writer()
+
+    def _arm_abort(self) -> None:
+        # The socket is cut ``linger`` seconds from now unless the peer completes the close
+        # handshake first (``_finish`` closes the timer).
+        if self._abort_timer is not None:
+            self._abort_timer.close()
+        self._abort_timer = gevent.get_hub().loop.timer(self._linger)
         self._abort_timer.start(self._abort)
 
     # -- what the room needs besides ------------------------------------------------------
@@ -216,6 +248,12 @@ class Connection:
     def closing(self) -> bool:
         """Whether a close has been asked for (by the server) or the connection is over."""
         return not self.life.is_open
+
+    @property
+    def closed_by_server(self) -> bool:
+        """Whether the server asked for a close: frames read after that are not handed on,
+        while frames a client sent before its own close or hang-up still are."""
+        return self.life.close_request is not None
 
     # -- the write side --------------------------------------------------------------------
 
@@ -300,6 +338,9 @@ class Connection:
                         assert life.close_request is not None
                         code, reason = life.close_request
                         sock.sendall(ws.send(CloseEvent(code, reason or None)))
+                        # The peer's time to answer counts from when the frame went out.
+                        if life.phase is not Phase.ENDED:
+                            self._arm_abort()
                 elif outbox and life.is_open and ws.state is ConnectionState.OPEN:
                     frame = outbox.pop()
                     assert frame is not None

@@ -7,8 +7,8 @@ life; the handler greenlet it runs in is the connection's reader.
 
 from __future__ import annotations
 
+import errno
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import gevent.lock
@@ -20,10 +20,11 @@ from wsroom.errors import HandshakeRejected, HubStopped, MissingParticipantID, R
 from wsroom.hooks import HookSet, Resolver
 from wsroom.types import Identity, ParticipantID, RoomID
 
+from ._simple_websocket import request_socket
 from .connection import Connection, ConnectionOptions
-from .handshake import check_upgrade
+from .handshake import UpgradeRules, check_upgrade
 
-__all__ = ["INBOUND_WINDOW", "serve_session"]
+__all__ = ["EXHAUSTED_REASON", "INBOUND_WINDOW", "serve_session"]
 
 logger = logging.getLogger("wsroom.transport")
 
@@ -31,13 +32,18 @@ INBOUND_WINDOW = 64
 """Frames read but not yet handled, per connection; past it the reader stops reading, so a fast
 sender meets TCP backpressure instead of growing the participant actor's (unbounded) inbox."""
 
+EXHAUSTED_REASON = "the server is out of file descriptors; try again later"
+"""The 503's reason when the process has no descriptor left (never the OS error's text)."""
+
+_EXHAUSTED = (errno.EMFILE, errno.ENFILE)
+
 _WINDOW_POLL = 0.5  # how often a reader waiting for room checks that its participant still runs
 
 
 def serve_session(
     hub: pykka.ActorRef[Any],
     hooks: HookSet,
-    allowed_origins: Sequence[str] | None,
+    rules: UpgradeRules,
     options: ConnectionOptions,
     environ: dict[str, Any],
     room: RoomID,
@@ -57,13 +63,28 @@ def serve_session(
         raise ResolverRejected() from exc
     if not pid:
         raise MissingParticipantID()
-    check_upgrade(environ, allowed_origins)
+    local = _local_address(environ) if rules.allowed_hosts is None else None
+    check_upgrade(environ, rules, local)
     try:
         conn = Connection(environ, options)
+    except OSError as exc:
+        if exc.errno in _EXHAUSTED:
+            raise HandshakeRejected(EXHAUSTED_REASON, 503) from exc
+        raise HandshakeRejected("the upgrade failed: the connection broke", 400) from exc
     except Exception as exc:
         raise HandshakeRejected(f"the upgrade failed: {exc}", 400) from exc
     environ["wsroom.upgraded"] = True
     _run(hub, hooks, conn, room, ParticipantID(pid), identity)
+
+
+def _local_address(environ: dict[str, Any]) -> str | None:
+    """The address the connection arrived on (for the default host rule), when known."""
+    sock = request_socket(environ)
+    try:
+        address = sock.getsockname() if sock is not None else None
+    except (OSError, AttributeError):
+        return None
+    return str(address[0]) if isinstance(address, tuple) and address else None
 
 
 def _run(

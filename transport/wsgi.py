@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import logging
+import os
 import signal
+import socket
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import gevent
 import gevent.event
+import gevent.monkey
+import gevent.socket
 from gevent.pywsgi import LoggingLogAdapter, WSGIHandler, WSGIServer
 
 from wsroom.errors import (
@@ -21,6 +27,15 @@ from wsroom.errors import (
 from wsroom.types import Identity, RoomID
 
 from ._wsgi_types import Environ, StartResponse, WSGIApp
+from .admission import (
+    ClientGone,
+    EveryInterval,
+    RequestRefused,
+    ServerLimits,
+    plain_response,
+    read_head,
+)
+from .session import EXHAUSTED_REASON
 
 if TYPE_CHECKING:
     from wsroom.hooks import Resolver
@@ -41,6 +56,8 @@ T = TypeVar("T")
 
 _STATUS_TEXT = {
     400: "Bad Request",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
     403: "Forbidden",
     426: "Upgrade Required",
     503: "Service Unavailable",
@@ -103,13 +120,92 @@ def make_handler(
     return app
 
 
-class UpgradeAwareHandler(WSGIHandler):  # type: ignore[misc]
-    """A pywsgi handler that closes the HTTP connection after an upgrade.
+# A handler used outside serve() (on a WSGIServer of one's own) applies these head limits.
+_HANDLER_LIMITS = ServerLimits(max_connections=1)
 
-    Without it gevent reads the client's leftover WebSocket frames as a new HTTP request.
+_FULL_REASON = "the server is at its connection limit; try again later"
+_EXHAUSTED = (errno.EMFILE, errno.ENFILE)
+_LOG_INTERVAL = 10.0  # seconds between two log lines about the same kind of refusal
+_REFUSAL_READ = 1.0  # seconds a refused connection may take to send its request head
+_LINGER_BYTES = 1 << 20  # at most this much is read (and dropped) after a refusal
+_ACCEPT_PAUSE = 0.1  # seconds without accepting while no descriptor is left to answer with
+
+# The OS's close(): under gevent.monkey, os.close waits for the loop's next turn to close, and
+# the reserve descriptor must be free before the accept() that follows at once.
+_close_fd: Callable[[int], None] = gevent.monkey.get_original("os", "close")
+
+
+class UpgradeAwareHandler(WSGIHandler):  # type: ignore[misc]
+    """A pywsgi handler that bounds the request before the upgrade and closes the HTTP
+    connection after it.
+
+    The request's head must arrive within ``handshake_timeout`` (else 408), with at most
+    ``max_headers`` fields in ``max_header_bytes`` (else 431): limits of the server's
+    ``wsroom_limits`` when ``serve()`` made it, else the defaults. A malformed request gets 400
+    with a one-line reason, and a client that hangs up mid-request is no error: both are logged
+    at DEBUG only. After an upgrade the connection is closed; without that gevent would read
+    the client's leftover WebSocket frames as a new HTTP request.
     """
 
+    _head_timer: gevent.Timeout | None = None
+
+    def _limits(self) -> ServerLimits:
+        limits: ServerLimits = getattr(self.server, "wsroom_limits", None) or _HANDLER_LIMITS
+        return limits
+
+    def handle_one_request(self) -> Any:
+        limits = self._limits()
+        timer = gevent.Timeout(limits.handshake_timeout)
+        self._head_timer = timer
+        timer.start()
+        try:
+            result = super().handle_one_request()
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            result = self._refusal(
+                RequestRefused(
+                    408, f"the request did not arrive within {limits.handshake_timeout:g} s"
+                )
+            )
+        finally:
+            timer.close()
+            self._head_timer = None
+        if isinstance(result, tuple):
+            # A refusal before the application ran: gevent's own (414) or ours. gevent would
+            # send it unguarded; a client already gone is no error.
+            status, body = result
+            self.status = status
+            try:
+                self.socket.sendall(body)
+            except OSError:
+                return None
+            _linger(self.socket)
+            return None
+        return result
+
+    def MessageClass(self, fp: Any, *args: Any) -> Any:  # gevent's name for it
+        # The head is read here under the budget, then parsed by gevent's own parser.
+        head = read_head(fp.readline, self._limits())
+        return super().MessageClass(io.BytesIO(head), *args)
+
+    def _handle_client_error(self, ex: BaseException) -> tuple[str, bytes] | None:
+        if isinstance(ex, ClientGone):
+            logger.debug("%s hung up in the middle of its request", self.client_address)
+            return None
+        refusal = ex if isinstance(ex, RequestRefused) else RequestRefused(400, _malformed(ex))
+        return self._refusal(refusal)
+
+    def _refusal(self, refusal: RequestRefused) -> tuple[str, bytes]:
+        logger.debug(
+            "refused a request from %s: %d %s", self.client_address, refusal.status, refusal.reason
+        )
+        return str(refusal.status), plain_response(refusal.status, refusal.reason)
+
     def handle_one_response(self) -> None:
+        # The head is in: the application's time (the resolver, the upgrade) is not bounded here.
+        if self._head_timer is not None:
+            self._head_timer.cancel()
         try:
             super().handle_one_response()
         finally:
@@ -117,11 +213,189 @@ class UpgradeAwareHandler(WSGIHandler):  # type: ignore[misc]
                 self.close_connection = True
 
 
-def serve(app: WSGIApp, host: str = "127.0.0.1", port: int = 8080) -> WSGIServer:
-    """Start a gevent WSGI server for ``app`` (ready to accept when this returns)."""
-    server = WSGIServer(
+def _malformed(ex: BaseException) -> str:
+    # gevent's messages quote the client's input; keep the reason one short line.
+    detail = " ".join(str(getattr(ex, "formatted_message", "") or ex).split())[:160]
+    return f"malformed request: {detail or type(ex).__name__}"
+
+
+class _Server(WSGIServer):  # type: ignore[misc]
+    """gevent's WSGI server with a connection cap and an answer for an exhausted process.
+
+    Over ``max_connections`` a connection is answered 503 (gevent's own pool would stop
+    accepting instead, leaving clients waiting in the backlog). When accept() fails for want of
+    descriptors, one kept in reserve is let go to accept the waiting client and answer it 503
+    (else it would wait unanswered and gevent would print a traceback per attempt). Either
+    refusal is logged once per interval with a count, never a traceback per client.
+    """
+
+    def __init__(self, listener: Any, application: Any, limits: ServerLimits, **kw: Any) -> None:
+        super().__init__(listener, application, **kw)
+        self.wsroom_limits = limits
+        self.active = 0
+        self._full_log = EveryInterval(_LOG_INTERVAL)
+        self._exhausted_log = EveryInterval(_LOG_INTERVAL)
+        self._reserve: int | None = _open_reserve()
+        self._resume: Any = None
+
+    def handle(self, sock: Any, address: Any) -> None:
+        if self.active >= self.wsroom_limits.max_connections:
+            count = self._full_log.note()
+            if count:
+                logger.warning(
+                    "connection limit (%d) reached: %d connection(s) answered 503 since the "
+                    "last report",
+                    self.wsroom_limits.max_connections,
+                    count,
+                )
+            _refuse(sock, 503, _FULL_REASON)
+            return
+        self.active += 1
+        try:
+            super().handle(sock, address)
+        finally:
+            self.active -= 1
+
+    def do_read(self) -> Any:
+        try:
+            return super().do_read()
+        except OSError as exc:
+            if exc.errno not in _EXHAUSTED:
+                raise
+        self._shed_one()
+        return None
+
+    def _shed_one(self) -> None:
+        """Out of descriptors: answer one waiting client 503 with the reserve descriptor."""
+        count = self._exhausted_log.note()
+        if count:
+            logger.warning(
+                "out of file descriptors: %d connection(s) answered 503 since the last report",
+                count,
+            )
+        if self._reserve is None:
+            self._reserve = _open_reserve()
+        if self._reserve is None:
+            self._pause_accepting()
+            return
+        _close_fd(self._reserve)
+        self._reserve = None
+        try:
+            fd, _ = self.socket._accept()
+        except OSError:
+            self._reserve = _open_reserve()
+            self._pause_accepting()
+            return
+        listener = self.socket
+        sock = gevent.socket.socket(listener.family, listener.type, listener.proto, fileno=fd)
+        # Until this answer is out no descriptor is left in reserve: pause accepting meanwhile.
+        self._pause_accepting()
+        gevent.spawn(self._refuse_exhausted, sock)
+
+    def _refuse_exhausted(self, sock: Any) -> None:
+        try:
+            _refuse(sock, 503, EXHAUSTED_REASON)
+        finally:
+            sock.close()
+            self._reserve = _open_reserve()
+
+    def _pause_accepting(self) -> None:
+        # Public BaseServer calls: stop watching the listener, watch it again a moment later
+        # (returning from do_read without accepting would only wake the loop again at once).
+        self.stop_accepting()
+        if self._resume is not None:
+            self._resume.close()
+        self._resume = self.loop.timer(_ACCEPT_PAUSE)
+        self._resume.start(self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        if self.started:
+            self.start_accepting()
+
+    def close(self) -> None:
+        super().close()
+        if self._resume is not None:
+            self._resume.close()
+            self._resume = None
+        if self._reserve is not None:
+            _close_fd(self._reserve)
+            self._reserve = None
+
+
+def _open_reserve() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _linger(sock: Any) -> None:
+    """After a refusal: stop sending, and read what the client still sends (briefly, within a
+    bound) so that closing does not reset the connection before the answer is read."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        return
+    left = _LINGER_BYTES
+    with gevent.Timeout(_REFUSAL_READ, False):
+        while left > 0:
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            left -= len(chunk)
+
+
+def _refuse(sock: Any, status: int, reason: str) -> None:
+    """Read the request's head (briefly, so the answer is not lost to a reset), answer
+    ``status`` with ``reason``; the caller closes the socket."""
+    seen = b""
+    with gevent.Timeout(_REFUSAL_READ, False):
+        while b"\r\n\r\n" not in seen and len(seen) < 65536:
+            try:
+                chunk = sock.recv(8192)
+            except OSError:
+                return
+            if not chunk:
+                break
+            seen += chunk
+    with gevent.Timeout(_REFUSAL_READ, False):
+        try:
+            sock.sendall(plain_response(status, reason))
+        except OSError:
+            return
+    _linger(sock)
+
+
+def serve(
+    app: WSGIApp,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    handshake_timeout: float = 10.0,
+    max_connections: int | None = None,
+    max_header_bytes: int = 32768,
+    max_headers: int = 100,
+) -> WSGIServer:
+    """Start a gevent WSGI server for ``app`` (ready to accept when this returns).
+
+    Before the upgrade a request's head must arrive within ``handshake_timeout`` seconds (else
+    408) with at most ``max_headers`` fields in ``max_header_bytes`` (else 431); at most
+    ``max_connections`` connections are served at once (None: the open-file limit less 64),
+    others get 503, as does a client the process has no descriptor left for.
+    """
+    limits = ServerLimits(
+        handshake_timeout=handshake_timeout,
+        max_connections=max_connections,
+        max_header_bytes=max_header_bytes,
+        max_headers=max_headers,
+    )
+    server = _Server(
         (host, port),
         app,
+        limits,
         handler_class=UpgradeAwareHandler,
         log=LoggingLogAdapter(logging.getLogger("wsroom.transport.access"), logging.DEBUG),
         error_log=LoggingLogAdapter(logging.getLogger("wsroom.transport"), logging.ERROR),
@@ -149,6 +423,10 @@ def run_until_signal(
         for handler in handlers:
             handler.cancel()
     logger.info("signal %d: stopping the hub and the server", signum)
-    hub.stop(timeout=timeout)
-    server.stop(timeout=timeout)
+    try:
+        hub.stop(timeout=timeout)
+    except Exception:  # whatever happened, the server must stop too
+        logger.exception("the hub failed to stop; stopping the server anyway")
+    finally:
+        server.stop(timeout=timeout)
     return signum

@@ -14,6 +14,15 @@ One background thread per client reads frames and reconnects after a drop, with 
 backoff and jitter, unless the server's close code says not to (see ``FINAL_CODES``). It works
 in a plain threaded program and in a gevent program alike: after ``gevent.monkey.patch_all()``
 the thread is a greenlet and every wait is cooperative.
+
+Failures, and what ``connect()`` does with each:
+
+- the server answers the handshake with a 4xx (403 from a resolver that refused, 400, 426):
+  ``ConnectRefused(status, reason)`` at once, and no retry, on a first connect as on a reconnect
+  (retrying would get the same answer);
+- nobody answers, or a 5xx (a server starting, restarting or full): retried with backoff until
+  ``connect(timeout)`` runs out, then ``ConnectTimeout``; an established client keeps retrying;
+- a failed ``connect()`` stops its thread before it raises: nothing is left running.
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ from .envelope import Envelope
 __all__ = [
     "FINAL_CODES",
     "ClientClosed",
+    "ConnectRefused",
+    "ConnectTimeout",
     "ConnectionState",
     "RoomClient",
     "connect",
@@ -71,6 +82,28 @@ class ClientClosed(Exception):
         super().__init__(f"wsroom client closed ({code} {reason})".rstrip())
         self.code = code
         self.reason = reason
+
+
+class ConnectRefused(ClientClosed):
+    """The server refused the WebSocket handshake with an HTTP 4xx; retrying would not help.
+
+    ``status`` is the HTTP status, ``reason`` the one line the server gave (its body, or the
+    status text). As a ``ClientClosed`` its ``code`` is 1006: no socket was ever open.
+    """
+
+    def __init__(self, status: int, reason: str = "") -> None:
+        super().__init__(1006, reason)
+        self.status = status
+        self.args = (f"wsroom: connection refused: HTTP {status} {reason}".rstrip(),)
+
+
+class ConnectTimeout(TimeoutError):
+    """No connection could be opened within the timeout (no server, or it kept failing)."""
+
+    def __init__(self, url: str, timeout: float | None, last_error: str) -> None:
+        super().__init__(f"wsroom: could not connect to {url} within {timeout}s ({last_error})")
+        self.url = url
+        self.last_error = last_error
 
 
 class _End:
@@ -131,29 +164,45 @@ class RoomClient:
         self._ws: Any = None
         self._thread: threading.Thread | None = None
         self._final: ClientClosed | None = None
+        self._deadline: float | None = None  # of the first connect: bounds each attempt
+        self._last_error = "no attempt yet"
 
     # -- life ---------------------------------------------------------------------------
 
     def connect(self, timeout: float | None = 10.0) -> RoomClient:
         """Start the client and wait until its first socket is open (up to ``timeout``).
 
-        Raises ``TimeoutError``, or ``ClientClosed`` when it gave up (``reconnect=False`` and
-        the first attempt failed, or a final close code).
+        Raises ``ConnectRefused`` at once on an HTTP 4xx, ``ConnectTimeout`` (a
+        ``TimeoutError``) when nothing opened in time, ``ClientClosed`` when it gave up
+        otherwise (``reconnect=False`` and the first attempt failed, or a final close code).
+        On any failure the client is closed and its thread has ended.
         """
         if self._thread is None:
+            if timeout is not None:
+                self._deadline = time.monotonic() + timeout
             self._thread = threading.Thread(target=self._run, name="wsroom-client", daemon=True)
             self._thread.start()
-        self.wait_state(ConnectionState.OPEN, timeout)
+        try:
+            self.wait_state(ConnectionState.OPEN, timeout)
+        except TimeoutError:
+            self.close()
+            raise ConnectTimeout(self._url_text(), timeout, self._last_error) from None
+        except ClientClosed:
+            self.close()  # the thread has finished its work: wait for it to end
+            raise
+        finally:
+            self._deadline = None
         return self
 
     def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
         """Close for good: send a close frame, stop reconnecting, wait for the reader to end."""
         with self._cond:
             if self._stop.is_set():
-                return
-            self._stop.set()
-            self._final = ClientClosed(code, reason)
-            ws = self._ws
+                ws = None  # already ending (a final code, a refusal): only wait for the thread
+            else:
+                self._stop.set()
+                self._final = ClientClosed(code, reason)
+                ws = self._ws
         if ws is not None:
             try:
                 ws.send_close(code, reason.encode())
@@ -188,6 +237,12 @@ class RoomClient:
     @property
     def is_open(self) -> bool:
         return self._state is ConnectionState.OPEN
+
+    @property
+    def ended(self) -> ClientClosed | None:
+        """Why the client ended (``ConnectRefused`` for a refused reconnect), or None."""
+        with self._cond:
+            return self._final if self._state is ConnectionState.CLOSED else None
 
     def wait_state(self, state: ConnectionState, timeout: float | None = 10.0) -> None:
         """Wait until the client is in ``state``; ``ClientClosed`` if it closes first."""
@@ -295,8 +350,13 @@ class RoomClient:
         try:
             while not self._stop.is_set():
                 ws = self._open()
+                if isinstance(ws, ConnectRefused):
+                    logger.warning("%s: %s; not retrying", self._url_text(), ws)
+                    with self._cond:
+                        self._final = ws
+                    break
                 if ws is None:
-                    if not self._retry(1006, "connect failed"):
+                    if not self._retry(1006, self._last_error):
                         break
                     continue
                 code, reason = self._read(ws)
@@ -309,17 +369,32 @@ class RoomClient:
         finally:
             self._finish()
 
+    def _url_text(self) -> str:
+        return self.url() if callable(self.url) else self.url
+
     def _open(self) -> Any:
-        url = self.url() if callable(self.url) else self.url
+        """One attempt: the open socket, a ``ConnectRefused`` for a 4xx, or None to retry."""
+        url = self._url_text()
+        timeout = self.connect_timeout
+        if self._deadline is not None:  # a first connect: no attempt outlives connect()
+            timeout = max(0.05, min(timeout, self._deadline - time.monotonic()))
         try:
             ws = websocket.create_connection(
                 url,
-                timeout=self.connect_timeout,
+                timeout=timeout,
                 header=self.header,
                 subprotocols=self.subprotocols,
                 enable_multithread=True,
             )
+        except websocket.WebSocketBadStatusException as exc:
+            reason = _reason_of(exc)
+            if 400 <= exc.status_code < 500:
+                return ConnectRefused(exc.status_code, reason)
+            self._last_error = f"HTTP {exc.status_code} {reason}".rstrip()
+            logger.info("connect to %s failed: %s", url, self._last_error)
+            return None
         except (OSError, websocket.WebSocketException) as exc:
+            self._last_error = repr(exc)
             logger.debug("connect to %s failed: %r", url, exc)
             return None
         ws.settimeout(None)
@@ -380,6 +455,15 @@ class RoomClient:
         self._set_state(ConnectionState.CLOSED)
 
 
+def _reason_of(exc: websocket.WebSocketBadStatusException) -> str:
+    """The server's one-line reason: the first line of its body, else the status text."""
+    body = exc.resp_body or b""
+    text = body.decode("utf-8", "replace").strip().splitlines()
+    if text:
+        return text[0][:200]
+    return str(exc.status_message or "")
+
+
 def _shutdown(ws: Any) -> None:
     try:
         ws.shutdown()
@@ -390,5 +474,8 @@ def _shutdown(ws: Any) -> None:
 def connect(
     url: str | Callable[[], str], timeout: float | None = 10.0, **options: Any
 ) -> RoomClient:
-    """Make a ``RoomClient`` and wait until it is connected; options as ``RoomClient`` takes."""
+    """Make a ``RoomClient`` and wait until it is connected; options as ``RoomClient`` takes.
+
+    Raises ``ConnectRefused`` (HTTP 4xx, at once) or ``ConnectTimeout`` (nothing opened within
+    ``timeout``); either way no thread is left behind."""
     return RoomClient(url, **options).connect(timeout)

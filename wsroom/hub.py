@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -14,6 +17,7 @@ from wsroom.actors.hookcall import hook_room
 from wsroom.actors.hub import CLOSE_ROOM, HubActor
 from wsroom.actors.runtime import Ask, GeventActor
 from wsroom.transport.connection import ConnectionOptions
+from wsroom.transport.handshake import UpgradeRules
 from wsroom.transport.session import serve_session
 
 from .envelope import Envelope
@@ -32,21 +36,36 @@ from .wire import frame_of
 
 __all__ = ["Hub", "HubOptions", "new_hub"]
 
+logger = logging.getLogger("wsroom")
+
 # The real OS thread id, even under gevent.monkey (where threading.get_ident names greenlets).
 _os_thread_id: Callable[[], int] = gevent.monkey.get_original("_thread", "get_ident")
 
 
 class HubOptions:
-    """The keyword options of ``new_hub``, checked once: ``allowed_origins`` here, the
+    """The keyword options of ``new_hub``, checked once: whom the hub upgrades
+    (``allowed_origins``, ``allowed_hosts``, ``trust_forwarded_proto``) in ``UpgradeRules``, the
     per-connection limits (and their defaults) in ``ConnectionOptions``."""
 
-    __slots__ = ("allowed_origins", "connection")
+    __slots__ = ("connection", "rules")
 
-    def __init__(self, *, allowed_origins: Sequence[str] | None = None, **connection: Any) -> None:
-        if isinstance(allowed_origins, str):
-            raise TypeError("allowed_origins takes a list of patterns, not one string")
-        self.allowed_origins = None if allowed_origins is None else tuple(allowed_origins)
+    def __init__(
+        self,
+        *,
+        allowed_origins: Sequence[str] | None = None,
+        allowed_hosts: Sequence[str] | None = None,
+        trust_forwarded_proto: bool = False,
+        **connection: Any,
+    ) -> None:
+        self.rules = UpgradeRules(
+            allowed_origins, allowed_hosts, trust_forwarded_proto, socket.gethostname()
+        )
         self.connection = ConnectionOptions(**connection)
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...] | None:
+        """The origin patterns (None: same origin only)."""
+        return self.rules.allowed_origins
 
 
 def new_hub(hooks: HookSet, policy: ReconnectPolicy, **options: Any) -> Hub:
@@ -54,7 +73,8 @@ def new_hub(hooks: HookSet, policy: ReconnectPolicy, **options: Any) -> Hub:
 
     Options (keyword only): ``max_message_size=65536``, ``ping_interval=25.0``,
     ``outbox_max_messages=1024``, ``outbox_max_bytes=4 MiB``, ``allowed_origins=None``,
-    ``compression=False``, ``close_timeout=5.0``.
+    ``allowed_hosts=None``, ``trust_forwarded_proto=False``, ``compression=False``,
+    ``close_timeout=5.0``.
     """
     return Hub(hooks, policy, HubOptions(**options))
 
@@ -153,7 +173,7 @@ class Hub:
         serve_session(
             self._ref,
             self.hooks,
-            self.options.allowed_origins,
+            self.options.rules,
             self.options.connection,
             environ,
             RoomID(room),
@@ -166,15 +186,29 @@ class Hub:
     def stop(self, timeout: float = 5.0) -> None:
         """Close every connection with 1001, run ``on_leave(..., HubStopped())`` once per member,
         stop every actor. A second call does nothing. From inside a hook, it runs in the
-        background (an actor cannot wait for itself)."""
+        background (an actor cannot wait for itself).
+
+        It returns within about ``timeout`` seconds whatever the hub's size, and raises nothing:
+        what is not done by then (a hook still running, a peer that has not answered its close)
+        goes on in the background and is logged.
+        """
         if not self._ref.is_alive():
             return
         self._check_thread()
+        deadline = time.monotonic() + timeout
         try:
             winding_down: gevent.Greenlet[Any, Any] = self._ref.ask(
                 m.StopHub(timeout, gevent.getcurrent()), timeout=timeout
             )
         except pykka.ActorDeadError:
             return
+        except pykka.Timeout:
+            logger.warning("the hub actor did not answer stop() within %.1fs", timeout)
+            return
+        except Exception:  # stop() ends a program: it must not raise
+            logger.exception("stop() failed")
+            return
         if not GeventActor.in_actor():
-            winding_down.join(timeout=timeout)
+            # The wind-down keeps the same deadline itself; what it has not finished by then
+            # goes on without the caller.
+            winding_down.join(timeout=max(deadline - time.monotonic(), 0.0))

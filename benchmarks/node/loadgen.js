@@ -1,7 +1,7 @@
 // The load generator: many WebSocket clients in one Node process (pinned to its own core by
 // run.py), driving one scenario against one server and printing one JSON result.
 //
-//   node loadgen.js --proto plain|sio --port N --scenario fanout|idle|echo|stall [options]
+//   node loadgen.js --proto plain|sio --port N --scenario fanout|idle|echo|stall|rooms [options]
 //
 // proto "plain" speaks the JSON envelope protocol of wsroom_server.py and floor_server.py.
 // proto "sio" speaks socket.io (protocol 5 over engine.io 4) on a raw `ws` socket: the same
@@ -52,14 +52,16 @@ function log(msg) { process.stderr.write(`[loadgen] ${msg}\n`); }
 const WS_OPTS = { perMessageDeflate: false, skipUTF8Validation: true, maxPayload: 64 << 20 };
 
 class Client {
-  constructor(id, onEvent) {
+  // `room`: the room to join (scenario E); null joins the servers' one default room.
+  constructor(id, onEvent, room = null) {
     this.id = id;
     this.onEvent = onEvent;
+    this.room = room;
     this.joined = false;
     this.closeCode = null;
     const url = PROTO === 'sio'
       ? `ws://127.0.0.1:${PORT}/socket.io/?EIO=4&transport=websocket`
-      : `ws://127.0.0.1:${PORT}/ws?id=${id}`;
+      : `ws://127.0.0.1:${PORT}/ws?id=${id}${room === null ? '' : `&room=${room}`}`;
     this.ready = new Promise((resolve, reject) => {
       this._resolve = resolve;
       this._reject = reject;
@@ -87,7 +89,7 @@ class Client {
         const arr = JSON.parse(s.slice(2));
         this._event(arr[0], arr[1]);
       } else if (sio === 48 /* '0' CONNECT ack */) {
-        this.ws.send('42["join"]');
+        this.ws.send(this.room === null ? '42["join"]' : `42${JSON.stringify(['join', this.room])}`);
       }
     } else if (eio === 50 /* '2' ping */) {
       this.ws.send('3');
@@ -115,15 +117,16 @@ class Client {
   close() { try { this.ws.terminate(); } catch (e) { /* already gone */ } }
 }
 
-// Open `n` clients, `parallel` handshakes at a time; ids from `base`.
-async function connectMany(n, base, onEvent, parallel = 100) {
+// Open `n` clients, `parallel` handshakes at a time; ids from `base`; client i joins roomOf(i)
+// (null: the default room). `all` keeps each client at its index (undefined where it failed).
+async function connectMany(n, base, onEvent, parallel = 100, roomOf = null) {
   const clients = new Array(n);
   let next = 0;
   let failed = 0;
   async function worker() {
     while (next < n) {
       const i = next++;
-      const c = new Client(base + i, onEvent);
+      const c = new Client(base + i, onEvent, roomOf === null ? null : roomOf(i));
       const timer = setTimeout(() => c._reject(new Error('join timeout')), 30000);
       try { clients[i] = await c.ready; } catch (e) {
         failed++;
@@ -133,7 +136,7 @@ async function connectMany(n, base, onEvent, parallel = 100) {
     }
   }
   await Promise.all(Array.from({ length: Math.min(parallel, n) }, worker));
-  return { clients: clients.filter(Boolean), failed };
+  return { clients: clients.filter(Boolean), all: clients, failed };
 }
 
 // -- statistics ------------------------------------------------------------------------------
@@ -328,6 +331,187 @@ async function stall() {
   return res;
 }
 
+// Scenario E, many small rooms: `rooms` rooms of `room-size` members, every member sending
+// `bcast` at the same fixed rate (the total rate spread round-robin over the members, rooms
+// interleaved), each message broadcast by the server to the other members of its room. A
+// message carries its sender's index `f`, a per-sender `seq` and its send time `t`; every
+// receiver checks that it gets each message of its room's other members once and in per-sender
+// order. First a fixed rate (`fixed-rate` msgs/s in total, for `fixed-seconds`, bracketed by
+// "@rss" samples so that run.py can take the server's CPU over it), then a step search over the
+// total rates in `steps`, each for `step-seconds`, stopping at the first step whose p99 reaches
+// `max-p99` ms (or that loses a message, or that the generator cannot send on time) in
+// `retries` + 1 tries, and before a step that would start after `search-seconds`.
+async function rooms() {
+  const nRooms = num('rooms', 100);
+  const roomSize = num('room-size', 10);
+  const size = num('size', 100);
+  const fixedRate = num('fixed-rate', 500);
+  const fixedSeconds = num('fixed-seconds', 10);
+  const stepSeconds = num('step-seconds', 4);
+  const steps = String(args.steps || '250,350,500,700,1000,1400,2000,2800,4000,5600,8000,11000,16000')
+    .split(',').filter((x) => x.trim()).map(Number);
+  const searchMs = num('search-seconds', 120) * 1000;
+  const maxP99 = num('max-p99', 50);
+  const retries = num('retries', 1);
+  const n = nRooms * roomSize;
+  const roomOf = (i) => Math.floor(i / roomSize);
+  // ~`size` bytes on the wire: {"type":"bcast","payload":{"f":123,"seq":12,"t":12345.678,"pad":"..."}}
+  const padding = 'x'.repeat(Math.max(0, size - 70));
+
+  // -- the receiving side: per (receiver, sender) the last seq seen; per phase the latencies.
+  const last = new Int32Array(n * roomSize).fill(-1);
+  const totals = { expected: 0, delivered: 0, outOfOrder: 0, duplicates: 0, misrouted: 0 };
+  const phases = [];
+  function phaseOf(t) {
+    for (let j = phases.length - 1; j >= 0; j--) if (t >= phases[j].t0) return phases[j];
+    return null;
+  }
+  function deliver(r, p) {
+    const t = now();
+    const f = p.f;
+    if (f === r || roomOf(f) !== roomOf(r)) { totals.misrouted++; return; }
+    const idx = r * roomSize + (f % roomSize);
+    const prev = last[idx];
+    if (p.seq <= prev) { if (p.seq === prev) totals.duplicates++; else totals.outOfOrder++; }
+    else last[idx] = p.seq;
+    totals.delivered++;
+    const ph = phaseOf(p.t);
+    if (ph === null) return;
+    ph.got++;
+    const l = t - p.t;
+    if (l >= maxP99) ph.slow++;
+    if (ph.lat.length < 4000000) ph.lat.push(l);
+  }
+
+  const conn = await connectMany(n, 1, () => {}, 100, (i) => `r${roomOf(i)}`);
+  const byIndex = conn.all;
+  byIndex.forEach((c, i) => {
+    if (c) c.onEvent = (type, p) => { if (type === 'bcast') deliver(i, p); };
+  });
+  const inRoom = new Int32Array(nRooms);
+  byIndex.forEach((c, i) => { if (c) inRoom[roomOf(i)]++; });
+  // Round-robin order over the members, one room after another: member j of room k is sender
+  // number j * nRooms + k, so that consecutive messages go to different rooms.
+  const order = [];
+  for (let j = 0; j < roomSize; j++) {
+    for (let k = 0; k < nRooms; k++) if (byIndex[k * roomSize + j]) order.push(k * roomSize + j);
+  }
+  const seq = new Int32Array(n);
+  let k = 0; // messages sent in all, to walk `order`
+  await sleep(1000); // let the last joins settle
+
+  // Send at `rate` msgs/s in total for `ms`, on a fixed schedule (open loop: a late tick sends
+  // what is due). Aborts early once more than 1 % of the phase's planned deliveries are late,
+  // when p99 >= maxP99 is certain.
+  async function drive(rate, ms, abortable) {
+    const ph = { rate, t0: now(), t1: null, sent: 0, expected: 0, got: 0, slow: 0, lat: [], aborted: false };
+    phases.push(ph);
+    const planned = (rate * ms / 1000) * (roomSize - 1);
+    const cpu = cpuMeter();
+    const end = ph.t0 + ms;
+    for (;;) {
+      const t = now();
+      if (t >= end) break;
+      const due = Math.floor(((t - ph.t0) * rate) / 1000) + 1;
+      while (ph.sent < due) {
+        const i = order[k++ % order.length];
+        const fanout = inRoom[roomOf(i)] - 1;
+        ph.expected += fanout;
+        totals.expected += fanout;
+        ph.sent++;
+        byIndex[i].send('bcast', { f: i, seq: seq[i]++, t: now(), pad: padding });
+      }
+      if (abortable && ph.slow > 0.01 * planned) { ph.aborted = true; break; }
+      await sleep(1);
+    }
+    ph.t1 = now();
+    ph.loadgenCpu = cpu();
+    // Drain: wait for the phase's deliveries (bounded: a late one is a miss of this phase).
+    const drainUntil = now() + (ph.aborted ? 500 : 2000);
+    while (ph.got < ph.expected && now() < drainUntil) await sleep(10);
+    return ph;
+  }
+  function summary(ph) {
+    // A delivery still missing after the drain counts with the time it has waited so far (a
+    // lower bound), so that late deliveries push the percentiles up instead of leaving them out.
+    const late = Math.max(0, ph.expected - ph.got);
+    const waited = now() - ph.t1;
+    const lat = Float64Array.from({ length: ph.lat.length + late },
+      (_, j) => (j < ph.lat.length ? ph.lat[j] : waited)).sort();
+    const secs = (ph.t1 - ph.t0) / 1000;
+    const achieved = secs > 0 ? ph.sent / secs : 0;
+    const p99 = pct(lat, 99);
+    const missing = late;
+    const res = {
+      rate: ph.rate,
+      sent: ph.sent,
+      seconds: r2(secs),
+      achieved_rate: Math.round(achieved),
+      deliveries: ph.got,
+      missing, // not delivered by the end of the drain: late (the run's totals say if lost)
+      p50_ms: r2(pct(lat, 50)),
+      p99_ms: r2(p99),
+      max_ms: r2(lat.length ? lat[lat.length - 1] : null),
+      loadgen_cpu: ph.loadgenCpu,
+    };
+    if (ph.aborted) res.aborted = true;
+    // The generator could not keep the schedule: the server was not the bound.
+    res.generator_bound = !ph.aborted && achieved < 0.95 * ph.rate;
+    res.pass = !ph.aborted && !res.generator_bound && missing === 0 && p99 !== null && p99 < maxP99;
+    return res;
+  }
+
+  const out = { members: conn.clients.length, failed: conn.failed, rooms: nRooms, room_size: roomSize };
+  await drive(fixedRate, 1000, false); // warm-up, not reported
+  await sleep(300);
+  await sampleRss('E-fixed-start');
+  const fixed = await drive(fixedRate, fixedSeconds * 1000, false);
+  await sampleRss('E-fixed-end');
+  out.fixed = summary(fixed);
+
+  out.steps = [];
+  out.sustained_rate = 0;
+  out.stopped = 'all steps passed';
+  const searchStart = now();
+  search: for (const rate of steps) {
+    // A step that misses is run again `retries` times before the search stops: on a shared
+    // machine one burst of someone else's work can push a p99 over the line.
+    for (let attempt = 0; ; attempt++) {
+      if (now() - searchStart > searchMs) { out.stopped = 'time budget'; break search; }
+      await sleep(300);
+      await sampleRss(`E-step-${rate}-${attempt}-start`);
+      const step = summary(await drive(rate, stepSeconds * 1000, true));
+      await sampleRss(`E-step-${rate}-${attempt}-end`);
+      step.attempt = attempt;
+      out.steps.push(step);
+      if (step.pass) break;
+      if (step.generator_bound || attempt >= retries) {
+        out.stopped = step.generator_bound ? 'generator-bound' : 'missed';
+        break search;
+      }
+      await sleep(1000); // let a backlog drain before the retry
+    }
+    out.sustained_rate = rate;
+  }
+
+  // Wait for the backlog of the last (failed) step, as long as deliveries keep coming.
+  const drainEnd = now() + 60000;
+  let seen = -1;
+  while (totals.delivered + totals.misrouted < totals.expected && now() < drainEnd) {
+    if (totals.delivered === seen) break;
+    seen = totals.delivered;
+    await sleep(3000);
+  }
+  out.expected = totals.expected;
+  out.delivered = totals.delivered;
+  out.missing = Math.max(0, totals.expected - totals.delivered + totals.duplicates);
+  out.out_of_order = totals.outOfOrder;
+  out.duplicates = totals.duplicates;
+  out.misrouted = totals.misrouted;
+  for (const c of conn.clients) c.close();
+  return out;
+}
+
 // Proves the socket.io servers answer the real socket.io-client (join, bcast, echo).
 async function check() {
   const { io } = require('socket.io-client');
@@ -352,7 +536,7 @@ async function check() {
   try { return await Promise.race([run, timeout]); } finally { a.close(); b.close(); }
 }
 
-const SCENARIOS = { fanout, idle, echo, stall, check };
+const SCENARIOS = { fanout, idle, echo, stall, rooms, check };
 
 (async () => {
   const fn = SCENARIOS[SCENARIO];

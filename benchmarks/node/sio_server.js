@@ -1,5 +1,6 @@
 // Node socket.io with rooms: the choice most users would make instead.
-// One room; `join` enters it and answers `joined`; `bcast` goes to the room but its sender
+// `join` enters the room it names (scenario E's many small rooms; without a name the one room
+// `bench`) and answers `joined`; `bcast` goes to the sender's room but the sender
 // (socket.to(room).emit); `echo` back to its sender.
 'use strict';
 const http = require('http');
@@ -11,11 +12,12 @@ const srv = http.createServer();
 const io = new Server(srv, { perMessageDeflate: false });
 
 io.on('connection', (s) => {
-  s.on('join', () => {
-    s.join(ROOM);
+  s.on('join', (room) => {
+    s.data.room = typeof room === 'string' ? room : ROOM;
+    s.join(s.data.room);
     s.emit('joined', null);
   });
-  s.on('bcast', (d) => s.to(ROOM).emit('bcast', d));
+  s.on('bcast', (d) => s.to(s.data.room).emit('bcast', d));
   s.on('echo', (d) => s.emit('echo', d));
 });
 

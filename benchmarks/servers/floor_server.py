@@ -1,10 +1,11 @@
-"""The floor of the stack: gevent.pywsgi + simple-websocket and a plain set of sockets.
+"""The floor of the stack: gevent.pywsgi + simple-websocket and a plain dict of sets of sockets.
 
-No rooms, no actors, no hooks; of wsroom only ``UpgradeAwareHandler``, the pywsgi handler that
-closes the HTTP connection after an upgrade. Each broadcast is encoded once (JSON text, then one
-unmasked text frame) and written whole with ``sendall`` to every other socket in turn, from the
-sender's greenlet (simple-websocket's own ``send`` writes once and may cut a frame, so it is not
-used for data). Same wire protocol as wsroom_server.py.
+No actors, no hooks; rooms only as a dict of sets (``/ws?id=N&room=R``, default ``bench``); of
+wsroom only ``UpgradeAwareHandler``, the pywsgi handler that closes the HTTP connection after an
+upgrade. Each broadcast is encoded once (JSON text, then one unmasked text frame) and written whole
+with ``sendall`` to every other socket of the sender's room in turn, from the sender's greenlet
+(simple-websocket's own ``send`` writes once and may cut a frame, so it is not used for data).
+Same wire protocol as wsroom_server.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import sys
 from typing import Any
+from urllib.parse import parse_qs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,7 +26,7 @@ from gevent.pywsgi import WSGIServer
 
 from wsroom.transport import UpgradeAwareHandler
 
-from _common import parse_args, raise_nofile, ready
+from _common import ROOM, parse_args, raise_nofile, ready
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -47,7 +49,7 @@ class Thread(gevent.Greenlet):  # simple-websocket's reader "thread", as a green
         super().__init__(target)
 
 
-SOCKETS: set[Any] = set()  # the one room: raw sockets of every open connection
+ROOMS: dict[str, set[Any]] = {}  # room name -> raw sockets of its open connections
 
 
 def app(environ: dict, start_response: Any) -> list[bytes]:
@@ -59,8 +61,10 @@ def app(environ: dict, start_response: Any) -> list[bytes]:
     )
     environ["wsroom.upgraded"] = True  # UpgradeAwareHandler then closes the HTTP connection
     sock = ws.sock
+    room = parse_qs(environ.get("QUERY_STRING", "")).get("room", [ROOM])[0]
+    members = ROOMS.setdefault(room, set())
     sock.sendall(text_frame('{"type":"joined","payload":null}'))
-    SOCKETS.add(sock)
+    members.add(sock)
     try:
         while True:
             text = ws.receive()
@@ -70,18 +74,18 @@ def app(environ: dict, start_response: Any) -> list[bytes]:
             kind = msg.get("type")
             if kind == "bcast":
                 frame = text_frame(_dumps({"type": "bcast", "payload": msg.get("payload")}))
-                for other in list(SOCKETS):
+                for other in list(members):
                     if other is not sock:
                         try:
                             other.sendall(frame)
                         except OSError:
-                            SOCKETS.discard(other)
+                            members.discard(other)
             elif kind == "echo":
                 sock.sendall(text_frame(_dumps({"type": "echo", "payload": msg.get("payload")})))
     except simple_websocket.ConnectionClosed:
         pass
     finally:
-        SOCKETS.discard(sock)
+        members.discard(sock)
         try:
             ws.close()
         except (simple_websocket.ConnectionClosed, OSError):

@@ -1,8 +1,9 @@
-"""wsroom: one room, served through ``make_handler``; hooks that broadcast and answer.
+"""wsroom: rooms served through ``make_handler``; hooks that broadcast and answer.
 
 Wire protocol shared with floor_server.py (and run by benchmarks/node/loadgen.js):
-``/ws?id=N`` joins the room as participant N; the server says ``{"type": "joined"}``;
-``bcast`` goes to every other member, ``echo`` back to its sender.
+``/ws?id=N`` joins the room ``bench`` as participant N (``/ws?id=N&room=R`` joins room R, for
+scenario E's many small rooms); the server says ``{"type": "joined"}``; ``bcast`` goes to every
+other member of the sender's room, ``echo`` back to its sender.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ def identity(environ: dict) -> wsroom.Identity:
     return wsroom.Identity(query.get("id", [""])[0])
 
 
+def room_of(environ: dict) -> str:
+    """The room named by the query (scenario E), else the one room of the other scenarios."""
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    return query.get("room", [ROOM])[0]
+
+
 def resolve(room: str, ident: wsroom.Identity) -> str:
     return ident.user_id
 
@@ -52,7 +59,7 @@ def main() -> None:
     # The README's configuration: a 30 s grace period, 64 queued; outbox bounds at their defaults.
     hub = wsroom.new_hub(hooks, wsroom.ReconnectPolicy(grace_period=30.0, max_queued_per_conn=64))
     hooks.hub = hub
-    server = serve(make_handler(hub, ROOM, identity, resolve), host=args.host, port=args.port)
+    server = serve(make_handler(hub, room_of, identity, resolve), host=args.host, port=args.port)
     ready(server.server_port)
     gevent.wait()
 

@@ -22,6 +22,7 @@ monkey.patch_all()
 import argparse  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections import deque  # noqa: E402
@@ -38,6 +39,7 @@ from wsroom.transport.flask import handle  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 SID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+CID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HISTORY = 200  # messages kept per room
 MAX_TEXT = 2000
 
@@ -107,9 +109,18 @@ class ChatState(GeventActor):
         """The presence list for one member (a first join asks for it with its ``sync``)."""
         self.hub_proxy.send_to(room, pid, wsroom.Envelope("presence", self._roster(room)))
 
-    def post(self, room: str, pid: str, text: str) -> dict[str, Any]:
+    def post(self, room: str, pid: str, text: str, cid: str = "") -> dict[str, Any]:
+        """A message; ``cid`` is the page's id for it: a page that re-sends a message it never
+        saw confirmed (its socket died under it) gets the entry it already has, not a copy."""
+        if cid:
+            for entry in self.history.get(room, ()):
+                if entry.get("cid") == cid and entry["from"] == pid:
+                    return entry
         name = self.names.get((room, pid), "anonymous")
-        return self._append(room, {"kind": "message", "from": pid, "name": name, "text": text})
+        entry = {"kind": "message", "from": pid, "name": name, "text": text}
+        if cid:
+            entry["cid"] = cid
+        return self._append(room, entry)
 
     def epoch_of(self, room: str) -> str:
         return self.epoch.get(room, "")
@@ -131,6 +142,9 @@ class ChatHooks(wsroom.Hooks):
     def __init__(self) -> None:
         self.state: Any = None  # the ChatState proxy, made once
         self.hub: wsroom.Hub | None = None
+        # A random id per server start: a page that sees another one knows the server
+        # restarted (its history is gone), not merely that its room was emptied and made anew.
+        self.server_epoch = uuid.uuid4().hex[:12]
 
     def on_join(self, jc: wsroom.JoinContext, client: wsroom.Client) -> None:
         """Greet the member; a first join is also "online" and a "joined" notice."""
@@ -142,6 +156,7 @@ class ChatHooks(wsroom.Hooks):
             "name": name,
             "reconnect": jc.reconnect,
             "epoch": self.state.epoch_of(jc.room).get(),
+            "server": self.server_epoch,
         }
         if not jc.reconnect:
             # A first join gets the recent history here; a reconnect gets what it missed from
@@ -158,8 +173,10 @@ class ChatHooks(wsroom.Hooks):
         payload = envelope.payload if isinstance(envelope.payload, dict) else {}
         if envelope.type == "say":
             text = str(payload.get("text", "")).strip()[:MAX_TEXT]
+            cid = payload.get("cid", "")
+            cid = cid if isinstance(cid, str) and CID_RE.match(cid) else ""
             if text:
-                self._broadcast(room, self.state.post(room, participant, text).get())
+                self._broadcast(room, self.state.post(room, participant, text, cid).get())
         elif envelope.type == "sync":
             # Whatever was said between the history snapshot and the join (or after a gap).
             after = payload.get("after", 0)
@@ -240,7 +257,12 @@ def main() -> None:
     args = parser.parse_args()
 
     app, hub = create_app(grace=args.grace)
-    server = serve(app, args.host, args.port)
+    try:
+        server = serve(app, args.host, args.port)
+    except OSError as exc:  # most often the port is in use: one line, not a traceback
+        hub.stop()
+        why = os.strerror(exc.errno or 0)
+        sys.exit(f"chat: cannot listen on {args.host}:{args.port}: {why}; pass --port")
     print(f"wsroom chat on http://{args.host}:{server.server_port}", flush=True)
 
     run_until_signal(server, hub)

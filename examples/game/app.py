@@ -190,7 +190,12 @@ def main() -> None:
     args = parser.parse_args()
 
     app, hub = create_app(grace=args.grace)
-    server = serve(app, args.host, args.port)
+    try:
+        server = serve(app, args.host, args.port)
+    except OSError as exc:  # most often the port is in use: one line, not a traceback
+        hub.stop()
+        why = os.strerror(exc.errno or 0)
+        sys.exit(f"game: cannot listen on {args.host}:{args.port}: {why}; pass --port")
     print(f"wsroom tic-tac-toe on http://{args.host}:{server.server_port}", flush=True)
 
     run_until_signal(server, hub)

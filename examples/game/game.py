@@ -6,6 +6,7 @@ broadcasts each new state through the hub's proxy, so every member sees states i
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import wsroom
@@ -24,7 +25,12 @@ def winner_of(board: list[str]) -> tuple[str, tuple[int, int, int]] | None:
 
 
 class Game(GeventActor):
-    """One game. ``status``: waiting (a seat is free), playing, won, draw, abandoned."""
+    """One game. ``status``: waiting (a seat is free), playing, won, draw, abandoned.
+
+    ``epoch`` is a random id made with the game: ``version`` counts from zero again in a new
+    game under the same name (after a server restart, or once everyone left), so a page that
+    sees another epoch knows its board is stale, whatever the versions say.
+    """
 
     def __init__(self, hub: wsroom.Hub, room: str) -> None:
         super().__init__()
@@ -37,6 +43,7 @@ class Game(GeventActor):
         self.line: tuple[int, int, int] | None = None
         self.seats: dict[str, dict[str, Any] | None] = {"X": None, "O": None}
         self.version = 0
+        self.epoch = uuid.uuid4().hex[:12]
         self.first = "X"  # who starts this round; alternates on rematch
 
     # -- commands (called through the proxy) --------------------------------------------
@@ -111,6 +118,7 @@ class Game(GeventActor):
 
     def snapshot(self) -> dict[str, Any]:
         return {
+            "epoch": self.epoch,
             "version": self.version,
             "board": list(self.board),
             "turn": self.turn,

@@ -2,7 +2,8 @@
 
 Hooks: every join gets ``hello`` {you, reconnect}; ``echo`` is answered to the sender;
 ``shout`` is broadcast to the others; ``drop`` closes the sender's connection with 4008
-(not a final code: the client reconnects).
+(not a final code: the client reconnects). ``--refuse NAME`` makes the resolver refuse that
+user (403), as a server restarted with new rules would.
 """
 
 from __future__ import annotations
@@ -48,7 +49,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--grace", type=float, default=20.0)
+    parser.add_argument("--refuse", default="", help="a user the resolver refuses (403)")
     args = parser.parse_args()
+
+    def resolve(room: Any, ident: wsroom.Identity) -> str:
+        if args.refuse and ident.user_id == args.refuse:
+            raise ValueError(f"{args.refuse} is not welcome")
+        return ident.user_id
+
     hooks = Hooks()
     hub = wsroom.new_hub(hooks, wsroom.ReconnectPolicy(args.grace, 64))
     hooks.hub = hub
@@ -56,7 +64,7 @@ def main() -> None:
         hub,
         lambda env: str(env["PATH_INFO"]).rsplit("/", 1)[-1],
         lambda env: wsroom.Identity(parse_qs(env.get("QUERY_STRING", "")).get("user", [""])[0]),
-        lambda room, ident: ident.user_id,
+        resolve,
     )
     js = client_js_app()
 

@@ -122,3 +122,55 @@ def test_page_shows_a_clear_state_when_the_server_goes_away(
     expect(ada.locator("#banner")).to_be_hidden()
     say(ada, "still here")
     expect(ada.locator("li.msg .text")).to_have_text(["still here"])
+
+
+def test_a_server_restart_is_shown_and_a_message_typed_meanwhile_is_kept_and_sent(
+    server: Callable[..., Server], new_page: Callable[..., Any]
+) -> None:
+    chat = server("examples/chat/app.py", "--grace", GRACE)
+    ada = join(new_page, chat.url, "Ada")
+    say(ada, "before the restart")
+    expect(ada.locator("li.msg .text")).to_have_text(["before the restart"])
+    chat.kill()
+    expect(ada.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+
+    # Typed while the server is down: on screen at once, marked as on its way.
+    say(ada, "typed while down")
+    expect(ada.locator("li.msg.pending .text")).to_have_text(["typed while down"])
+    expect(ada.locator("li.msg.pending .sending")).to_have_text("sending…")
+
+    chat.start()  # a new server on the same port: its history is empty
+    expect(ada.locator("#conn")).to_have_attribute("data-state", "open", timeout=20_000)
+    expect(ada.locator("li.notice.restart")).to_contain_text("The server restarted")
+    # The old conversation is gone (and said to be); the pending message went out, once.
+    expect(ada.locator("li.msg .text")).to_have_text(["typed while down"])
+    expect(ada.locator("li.msg.pending")).to_have_count(0)
+    bob = join(new_page, chat.url, "Bob")
+    expect(bob.locator("li.msg .text")).to_have_text(["typed while down"])
+    expect(bob.locator("li.notice.restart")).to_have_count(0)  # Bob saw nothing old
+
+
+def test_usable_on_a_phone_390px_wide(
+    server: Callable[..., Server], new_page: Callable[..., Any]
+) -> None:
+    chat = server("examples/chat/app.py", "--grace", GRACE)
+    join(new_page, chat.url, "Ada")
+    page = new_page(viewport=(390, 844))
+    page.goto(f"{chat.url}/r/lobby")
+    page.fill("#name", "Bob")
+    page.click("#name-dialog button")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+    # The room switcher, the online count and the way to the people list are all on screen.
+    for selector in ("#switch-room", "#count", "#people-toggle", "#text", "#send", "#conn"):
+        expect(page.locator(selector)).to_be_visible()
+        expect(page.locator(selector)).to_be_in_viewport()
+    expect(page.locator("#count")).to_have_text("2")
+    page.click("#people-toggle")
+    expect(page.locator("li.person")).to_have_count(2)
+    for person in page.locator("li.person").all():
+        expect(person).to_be_visible()
+    say(page, "a message from a phone, long enough to wrap onto a second line or more")
+    expect(page.locator("li.msg.mine .text")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.click("#people-toggle")  # folds away again
+    expect(page.locator("li.person").first).to_be_hidden()

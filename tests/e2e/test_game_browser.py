@@ -103,3 +103,56 @@ def test_opponent_who_does_not_return_leaves_a_clear_state_and_the_bot_steps_in(
             "k => window.game.state.board.filter((c) => c === 'X').length >= k", arg=k
         )
     expect(x.locator("#status")).to_have_attribute("data-status", "lost")  # the bot is good
+
+
+def test_a_server_restart_shows_the_new_board_and_moves_work(
+    server: Callable[..., Server], new_page: Callable[..., Any]
+) -> None:
+    game = server("examples/game/app.py", "--grace", "15")
+    x = open_game(new_page, game.url + "/")
+    o = open_game(new_page, x.url)
+    move(x, 0)
+    move(o, 4)
+    expect(x.locator('.cell[data-cell="4"]')).to_have_text("O")
+    game.kill()
+    expect(x.locator("#conn")).not_to_have_attribute("data-state", "open")
+    game.start()  # same port, a new hub: a new game under the same name, versions from zero
+    for page in (x, o):
+        expect(page.locator("#conn")).to_have_attribute("data-state", "open", timeout=20_000)
+        expect(page.locator("#notice")).to_contain_text("server restarted")
+        expect(page.locator(".cell[data-mark='X']")).to_have_count(0)
+        expect(page.locator(".cell[data-mark='O']")).to_have_count(0)
+    # Whoever got X plays, and the move lands on both boards (no click refused).
+    first = x if x.evaluate("window.game.state.players.X.id") == x.evaluate("window.game.me") else o
+    other = o if first is x else x
+    move(first, 8)
+    expect(other.locator('.cell[data-cell="8"]')).to_have_text("X")
+    expect(first.locator("#error")).to_be_hidden()
+    expect(first.locator("#notice")).to_be_hidden()  # old news once the new game is on
+
+
+def test_usable_on_a_phone_when_the_opponent_drops(
+    server: Callable[..., Server], new_page: Callable[..., Any]
+) -> None:
+    game = server("examples/game/app.py", "--grace", "15")
+    x = new_page(viewport=(390, 844))
+    x.goto(game.url + "/")
+    expect(x.locator("#conn")).to_have_attribute("data-state", "open")
+    o = new_page(viewport=(390, 844))
+    o.goto(x.url)
+    expect(o.locator("#conn")).to_have_attribute("data-state", "open")
+    move(x, 4)
+    o.context.set_offline(True)
+    expect(x.locator("#player-O")).to_have_attribute("data-online", "false")
+    expect(x.locator("#player-O .pstate")).to_have_text("reconnecting…")
+    for selector in ("#player-X", "#player-O", "#status", ".cell >> nth=8", "#copy"):
+        expect(x.locator(selector)).to_be_in_viewport()
+    assert x.evaluate("document.documentElement.scrollWidth") <= 390
+    # No card is wider than its box, nor reaches past the card around it.
+    fits = x.evaluate(
+        """() => [...document.querySelectorAll('.player')].every((el) =>
+             el.scrollWidth <= el.clientWidth &&
+             el.getBoundingClientRect().right <= document.querySelector('.card')
+               .getBoundingClientRect().right)"""
+    )
+    assert fits

@@ -3,6 +3,7 @@ final close codes, clean close, and serving the module itself."""
 
 from __future__ import annotations
 
+import socket
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -28,12 +29,14 @@ SETUP = """([user, options]) => {
 }"""
 
 
-def start_page(new_page: Callable[..., Any], hub: Server, user: str, **options: Any) -> Any:
+def start_page(
+    new_page: Callable[..., Any], hub: Server, user: str, state: str = "open", **options: Any
+) -> Any:
     page = new_page()
     page.goto(hub.url + "/")
     page.wait_for_function("window.ready === true")
     page.evaluate(SETUP, [user, options])
-    wait_state(page, "open")
+    wait_state(page, state)
     return page
 
 
@@ -149,3 +152,84 @@ def test_a_final_close_code_and_a_clean_close_end_it(
     wait_state(page2, "closed")
     assert page2.evaluate("window.states.at(-1).byClient") is True
     expect(page2.locator("body")).to_be_attached()
+
+
+def attempts_so_far(page: Any) -> int:
+    """Sockets made so far: the first (reported by onState at once), then each retry."""
+    js = "window.states.filter((e) => e.connecting || e.state === 'connecting').length"
+    return int(page.evaluate(js))
+
+
+def test_a_refused_first_connect_is_an_error_state_with_the_status_and_no_retry(
+    server: Callable[..., Server], new_page: Callable[..., Any]
+) -> None:
+    hub = server(HUB, "--refuse", "mallory")
+    page = start_page(new_page, hub, "mallory", state="error", minDelay=50, maxDelay=50)
+    event = page.evaluate("window.states.at(-1)")
+    assert event["refused"] is True and event["status"] == 403, event
+    assert "resolver rejected" in event["reason"], event
+    tried = attempts_so_far(page)
+    assert tried == 1, page.evaluate("window.states")
+    page.wait_for_timeout(500)  # ten retry delays: none is taken
+    assert attempts_so_far(page) == tried
+    assert page.evaluate("window.conn.state") == "error"
+    assert page.evaluate("window.conn.send('echo', {})") is False
+
+
+def test_nobody_there_gives_up_after_a_bounded_number_of_attempts(
+    new_page: Callable[..., Any], server: Callable[..., Server]
+) -> None:
+    hub = server(HUB)  # serves the page; the socket goes to a port where nobody listens
+    page = new_page()
+    page.goto(hub.url + "/")
+    page.wait_for_function("window.ready === true")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    page.evaluate(
+        """([port]) => {
+          window.states = [];
+          window.conn = window.wsroom.connect(`ws://127.0.0.1:${port}/ws/r1?user=ann`,
+            { minDelay: 20, maxDelay: 40, maxFailedOpens: 3 });
+          window.conn.onState((e) => window.states.push(e));
+        }""",
+        [dead],
+    )
+    wait_state(page, "error")
+    event = page.evaluate("window.states.at(-1)")
+    assert event["refused"] is False and "after 3 attempts" in event["reason"], event
+    assert attempts_so_far(page) == 3
+    page.wait_for_timeout(300)
+    assert attempts_so_far(page) == 3
+    # reconnect() tries again from scratch.
+    page.evaluate("window.conn.reconnect()")
+    page.wait_for_function("window.states.filter((e) => e.connecting).length >= 3")
+
+
+def test_a_reconnect_refused_after_a_restart_stops_with_an_error_state(
+    server: Callable[..., Server], new_page: Callable[..., Any]
+) -> None:
+    hub = server(HUB)
+    page = start_page(new_page, hub, "ann", minDelay=100, maxDelay=200)
+    hub.kill()
+    wait_state(page, "reconnecting")
+    hub.argv = [*hub.argv, "--refuse", "ann"]  # back on the same port, with new rules
+    hub.start()
+    wait_state(page, "error", timeout=15_000)
+    event = page.evaluate("window.states.at(-1)")
+    assert event["refused"] is True and event["status"] == 403, event
+    tried = attempts_so_far(page)
+    page.wait_for_timeout(600)
+    assert attempts_so_far(page) == tried
+
+
+def test_a_refusing_close_code_is_final_and_says_refused(
+    server: Callable[..., Server], new_page: Callable[..., Any]
+) -> None:
+    hub = server(HUB)
+    page = start_page(new_page, hub, "ann")
+    assert page.evaluate("window.wsroom.isRefusalCode(1008)") is True
+    assert page.evaluate("window.wsroom.isRefusalCode(4403)") is True
+    assert page.evaluate("window.wsroom.isRefusalCode(4008)") is False
+    assert page.evaluate("window.wsroom.isRefusalCode(4001)") is False
+    assert page.evaluate("window.wsroom.isFinalCode(4403)") is True

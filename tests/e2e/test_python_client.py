@@ -3,10 +3,13 @@ queue flushed in order, final codes, the server going away, and use without geve
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +18,15 @@ import pytest
 from conftest import Live, identity_from_query, room_from_path, wait_until
 
 import wsroom
-from wsroom.client import ClientClosed, ConnectionState, RoomClient, is_final_code
+from wsroom.client import (
+    ClientClosed,
+    ConnectionState,
+    ConnectRefused,
+    ConnectTimeout,
+    RoomClient,
+    connect,
+    is_final_code,
+)
 from wsroom.transport import make_handler, serve
 
 server = e2e_support.server
@@ -76,7 +87,10 @@ def test_reconnects_inside_grace_and_gets_the_queue_in_order(
     dropping_hooks(live)
     states: list[ConnectionState] = []
     client = clients(
-        live.url("r1", "ann"), min_delay=0.5, max_delay=0.5, jitter=0.0,
+        live.url("r1", "ann"),
+        min_delay=0.5,
+        max_delay=0.5,
+        jitter=0.0,
         on_state=lambda s, c: states.append(s),
     )
     other = clients(live.url("r1", "bob"))
@@ -136,6 +150,79 @@ def test_connect_without_reconnect_raises_when_nobody_listens() -> None:
     client = RoomClient("ws://127.0.0.1:9/ws/r1?user=ann", reconnect=False)
     with pytest.raises(ClientClosed):
         client.connect(5)
+
+
+def client_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "wsroom-client" and t.is_alive()]
+
+
+def free_port() -> int:
+    """A port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def refuse_bob(room: str, identity: wsroom.Identity) -> str:
+    if identity.user_id == "bob":
+        raise ValueError("bob is not welcome")
+    return identity.user_id
+
+
+def test_a_refused_connect_raises_at_once_with_the_status_and_leaves_no_thread(
+    make_live: Callable[..., Live],
+) -> None:
+    live = make_live(grace=10.0, queued=64, resolve=refuse_bob)
+    before = client_threads()
+    started = time.monotonic()
+    with pytest.raises(ConnectRefused) as info:
+        connect(live.url("r1", "bob"), timeout=10)
+    took = time.monotonic() - started
+    assert took < 2.0, f"a refusal took {took:.1f}s"
+    assert info.value.status == 403
+    assert "resolver rejected" in info.value.reason, info.value.reason
+    assert "403" in str(info.value)
+    assert isinstance(info.value, ClientClosed)  # one except clause catches every ending
+    assert client_threads() == before
+
+
+def test_no_server_raises_after_the_connect_timeout_and_leaves_no_thread() -> None:
+    before = client_threads()
+    started = time.monotonic()
+    with pytest.raises(ConnectTimeout) as info:
+        connect(f"ws://127.0.0.1:{free_port()}/ws/r1?user=ann", timeout=1.0, min_delay=0.05)
+    took = time.monotonic() - started
+    assert 0.9 <= took < 3.0, took
+    assert isinstance(info.value, TimeoutError)
+    assert "Connection refused" in str(info.value) or "Errno" in str(info.value), info.value
+    wait_until(lambda: client_threads() == before, what="the client thread to end")
+
+
+def test_a_reconnect_refused_with_a_4xx_stops_and_says_why(
+    make_live: Callable[..., Live], clients: Any
+) -> None:
+    welcome = {"ann": True}
+
+    def resolve(room: str, identity: wsroom.Identity) -> str:
+        if not welcome.get(identity.user_id):
+            raise ValueError("no longer welcome")
+        return identity.user_id
+
+    live = make_live(grace=10.0, queued=64, resolve=resolve)
+    dropping_hooks(live)
+    states: list[ConnectionState] = []
+    client = clients(live.url("r1", "ann"), min_delay=0.05, on_state=lambda s, c: states.append(s))
+    client.wait_for("hello", 5)
+    welcome["ann"] = False
+    client.send("drop")  # 4008: not final, so the client tries again, and is refused
+    client.wait_state(ConnectionState.CLOSED, 5)
+    assert isinstance(client.ended, ConnectRefused) and client.ended.status == 403
+    with pytest.raises(ConnectRefused):
+        client.recv(1)
+    assert client.attempt <= 1, "a refusal is not retried"
+    assert states[-1] is ConnectionState.CLOSED
+    wait_until(lambda: client._thread is not None and not client._thread.is_alive(), what="end")
 
 
 def test_works_in_a_plain_threaded_program_and_import_wsroom_stays_light(

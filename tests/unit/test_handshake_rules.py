@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from wsroom.errors import HandshakeRejected, WsroomError
-from wsroom.transport.handshake import check_upgrade, origin_allowed
+from wsroom.transport.handshake import (
+    UpgradeRules,
+    check_upgrade,
+    host_allowed,
+    origin_allowed,
+    request_scheme,
+)
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 
@@ -43,7 +49,9 @@ def rejection(environ: dict[str, Any], allowed: list[str] | None = None) -> Hand
 
 def test_a_good_upgrade_passes() -> None:
     check_upgrade(upgrade_environ(), None)
-    check_upgrade(upgrade_environ(HTTP_ORIGIN="https://chat.example.com"), None)
+    check_upgrade(upgrade_environ(HTTP_ORIGIN="http://chat.example.com"), None)
+    tls = upgrade_environ(HTTP_ORIGIN="https://chat.example.com", **{"wsgi.url_scheme": "https"})
+    check_upgrade(tls, None)
     check_upgrade(upgrade_environ(HTTP_ORIGIN=None), ["https://other.example"])
 
 
@@ -119,23 +127,136 @@ def test_method_is_checked_before_version_and_origin() -> None:
 
 
 @pytest.mark.parametrize(
-    ("origin", "host", "ok"),
+    ("origin", "host", "scheme", "ok"),
     [
-        ("https://chat.example.com", "chat.example.com", True),
-        ("http://chat.example.com", "chat.example.com", True),
-        ("https://CHAT.Example.com", "chat.example.COM", True),
-        ("http://localhost:8080", "localhost:8080", True),
-        ("http://localhost:8080", "localhost:9090", False),
-        ("http://localhost", "localhost:8080", False),
-        ("https://evil.example", "chat.example.com", False),
-        ("https://sub.chat.example.com", "chat.example.com", False),
-        ("null", "chat.example.com", False),
-        ("", "chat.example.com", False),
-        ("https://chat.example.com", "", False),
+        ("https://chat.example.com", "chat.example.com", "https", True),
+        ("http://chat.example.com", "chat.example.com", "http", True),
+        ("https://CHAT.Example.com", "chat.example.COM", "https", True),
+        ("http://localhost:8080", "localhost:8080", "http", True),
+        ("http://localhost:80", "localhost", "http", True),  # a default port, written or not
+        ("https://chat.example.com", "chat.example.com:443", "https", True),
+        ("http://[::1]:8080", "[::1]:8080", "http", True),
+        ("http://localhost:8080", "localhost:9090", "http", False),
+        ("http://localhost", "localhost:8080", "http", False),
+        ("https://evil.example", "chat.example.com", "https", False),
+        ("https://sub.chat.example.com", "chat.example.com", "https", False),
+        ("null", "chat.example.com", "http", False),
+        ("", "chat.example.com", "http", False),
+        ("https://chat.example.com", "", "https", False),
+        # the scheme counts: a page served over TLS is another origin than a plain one
+        ("https://chat.example.com", "chat.example.com", "http", False),
+        ("http://chat.example.com", "chat.example.com", "https", False),
+        ("https://localhost:8080", "localhost:8080", "http", False),
+        ("chrome-extension://localhost:8080", "localhost:8080", "http", False),
+        ("ws://localhost:8080", "localhost:8080", "http", False),
+        ("http://localhost:8080/path", "localhost:8080", "http", False),
     ],
 )
-def test_default_rule_is_same_host(origin: str, host: str, ok: bool) -> None:
-    assert origin_allowed(origin, host, None) is ok
+def test_default_rule_is_same_origin(origin: str, host: str, scheme: str, ok: bool) -> None:
+    assert origin_allowed(origin, host, None, scheme) is ok
+
+
+@pytest.mark.parametrize(
+    ("environ", "trusted", "scheme"),
+    [
+        ({}, False, "http"),
+        ({"wsgi.url_scheme": "https"}, False, "https"),
+        ({"HTTP_X_FORWARDED_PROTO": "https"}, False, "http"),  # not trusted: ignored
+        ({"HTTP_X_FORWARDED_PROTO": "https"}, True, "https"),
+        ({"HTTP_X_FORWARDED_PROTO": "wss"}, True, "https"),
+        ({"HTTP_X_FORWARDED_PROTO": "HTTPS, http"}, True, "https"),  # the first proxy's
+        ({"wsgi.url_scheme": "https"}, True, "https"),  # no header: the server's own
+    ],
+)
+def test_request_scheme(environ: dict[str, str], trusted: bool, scheme: str) -> None:
+    assert request_scheme(environ, trusted) == scheme
+
+
+def test_behind_a_tls_proxy_the_forwarded_scheme_is_compared_only_when_trusted() -> None:
+    environ = upgrade_environ(
+        HTTP_ORIGIN="https://chat.example.com", HTTP_X_FORWARDED_PROTO="https"
+    )
+    assert rejection(environ).status == 403
+    check_upgrade(environ, UpgradeRules(trust_forwarded_proto=True))
+
+
+# -- host_allowed ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "ok"),
+    [
+        ("localhost:8080", True),
+        ("LOCALHOST", True),
+        ("app.localhost:8080", True),
+        ("127.0.0.1:8080", True),
+        ("127.0.0.2", True),
+        ("[::1]:8080", True),
+        ("devbox:8080", True),  # this machine's own name
+        ("evil.test", False),  # DNS rebinding: the attacker's name pointed at 127.0.0.1
+        ("evil.test:8080", False),
+        ("localhost.evil.test", False),
+        ("192.168.1.5:8080", False),
+        ("", False),
+    ],
+)
+def test_default_host_rule_on_loopback(host: str, ok: bool) -> None:
+    assert host_allowed(host, None, "127.0.0.1", "devbox") is ok
+
+
+@pytest.mark.parametrize("local", [None, "192.168.1.5", "10.0.0.1", "::"])
+def test_default_host_rule_elsewhere_allows_any_host(local: str | None) -> None:
+    assert host_allowed("chat.example.com", None, local)
+    assert host_allowed("evil.test", None, local)
+
+
+def test_default_host_rule_on_ipv6_loopback_and_a_mapped_address() -> None:
+    assert not host_allowed("evil.test", None, "::1")
+    assert not host_allowed("evil.test", None, "::ffff:127.0.0.1")
+    assert host_allowed("[::1]:9000", None, "::1")
+
+
+@pytest.mark.parametrize(
+    ("host", "ok"),
+    [
+        ("chat.example.com", True),
+        ("chat.example.com:8443", True),  # the port is not part of the rule
+        ("CHAT.EXAMPLE.COM.", True),
+        ("example.org", True),
+        ("a.b.example.org", True),
+        ("example.com", False),
+        ("evil.chat.example.com", False),
+        ("notexample.org", False),
+        ("", False),
+    ],
+)
+def test_allowed_hosts_patterns(host: str, ok: bool) -> None:
+    allowed = ["chat.example.com", ".example.org"]
+    # a list replaces the default, on loopback too
+    assert host_allowed(host, allowed, "127.0.0.1") is ok
+    assert host_allowed(host, allowed, "192.168.1.5") is ok
+
+
+def test_allowed_hosts_star_allows_every_host() -> None:
+    assert host_allowed("evil.test", ["*"], "127.0.0.1")
+    assert host_allowed("", ["*"], "127.0.0.1")
+
+
+def test_a_host_not_allowed_is_400_before_the_origin_is_checked() -> None:
+    rebinding = upgrade_environ(HTTP_HOST="evil.test", HTTP_ORIGIN="http://evil.test")
+    check_upgrade(rebinding, None)  # its local address unknown: no host rule applies
+    with pytest.raises(HandshakeRejected) as info:
+        check_upgrade(rebinding, None, "127.0.0.1")
+    assert info.value.status == 400
+    assert info.value.reason == "host evil.test is not allowed (see allowed_hosts)"
+    check_upgrade(rebinding, UpgradeRules(allowed_hosts=["evil.test"]), "127.0.0.1")
+
+
+def test_rules_take_lists_not_strings() -> None:
+    with pytest.raises(TypeError):
+        UpgradeRules(allowed_hosts="example.com")
+    with pytest.raises(TypeError):
+        UpgradeRules(allowed_origins="https://example.com")
 
 
 @pytest.mark.parametrize(

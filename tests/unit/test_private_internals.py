@@ -16,6 +16,7 @@ from importlib.metadata import version
 from typing import Any
 
 import gevent.event
+import gevent.pywsgi
 import gevent.socket
 import pykka
 import pytest
@@ -23,8 +24,9 @@ import simple_websocket
 from wsproto import WSConnection
 from wsproto.connection import Connection
 
+from wsroom.actors.runtime import GeventActor
 from wsroom.transport._gevent_socket import raw_socket
-from wsroom.transport._simple_websocket import ServerSocket
+from wsroom.transport._simple_websocket import ServerSocket, request_socket
 
 HANDSHAKE = {
     "REQUEST_METHOD": "GET",
@@ -157,6 +159,39 @@ def test_server_socket_answers_the_handshake_and_leaves_the_socket_to_wsroom(
 # gevent
 
 
+def test_gevent_pywsgi_keeps_the_request_socket_behind_wsgi_input() -> None:
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen["sock"] = request_socket(environ)
+        seen["stream"] = environ["wsgi.input"]
+        start_response("204 No Content", [])
+        return []
+
+    class Handler(gevent.pywsgi.WSGIHandler):  # type: ignore[misc]
+        def handle_one_response(self) -> None:
+            seen["handler_socket"] = self.socket
+            super().handle_one_response()
+
+    server = gevent.pywsgi.WSGIServer(("127.0.0.1", 0), app, handler_class=Handler, log=None)
+    server.start()
+    try:
+        client = socket.create_connection(("127.0.0.1", server.server_port), timeout=5)
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert client.recv(4096).startswith(b"HTTP/1.1 204")
+        client.close()
+    finally:
+        server.stop(timeout=1)
+    assert seen["sock"] is seen["handler_socket"], broke(
+        "gevent",
+        "wsgi.input no longer leads (.rfile.raw._sock) to the handler's own socket",
+        "transport/_simple_websocket.py (request_socket)",
+    )
+    assert callable(getattr(seen["stream"].rfile, "close", None)), broke(
+        "gevent", "wsgi.input.rfile has no close()", "transport/_simple_websocket.py"
+    )
+
+
 def test_gevent_socket_wraps_a_real_socket_in_sock() -> None:
     sock = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -200,6 +235,26 @@ def test_pykka_future_keeps_its_get_hook() -> None:
     future.set_get_hook(lambda timeout: 7)
     assert future._get_hook is not None, pykka_broke("set_get_hook() no longer sets _get_hook")
     assert future.get() == 7
+
+
+def test_pykka_answers_an_ask_with_what_handle_receive_returns() -> None:
+    # runtime.py returns an ask's refusal (RoomNotFound, ...) from _handle_receive as a value,
+    # since pykka logs every exception it hands back to a caller.
+    marker = object()
+
+    class Probe(GeventActor):
+        def _handle_receive(self, message: Any) -> Any:
+            if message == "probe":
+                return marker
+            return super()._handle_receive(message)
+
+    ref = Probe.start()
+    try:
+        assert ref.ask("probe", timeout=2) is marker, pykka_broke(
+            "an ask is no longer answered with what Actor._handle_receive returns"
+        )
+    finally:
+        ref.stop()
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from wsroom.actors.runtime import (
     handles,
     tell_quietly,
 )
+from wsroom.errors import RoomNotFound
 
 
 class Echo(GeventActor):
@@ -319,3 +321,50 @@ def test_tell_quietly_says_whether_the_actor_was_there(
     assert tell_quietly(ref, Record(1)) is True
     ref.stop(timeout=2)
     assert tell_quietly(ref, Record(2)) is False
+
+
+class Refuser(GeventActor):
+    """Answers every ``Double`` with RoomNotFound (an answer); a ``Record`` trips a bug."""
+
+    @handles(Double)
+    def _double(self, message: Double) -> int:
+        raise RoomNotFound()
+
+    @handles(Record)
+    def _record(self, message: Record) -> None:
+        raise KeyError("a bug")
+
+    def refuse(self) -> None:
+        raise RoomNotFound()
+
+
+def test_an_answer_raised_to_the_caller_is_not_logged(
+    actors: list[pykka.ActorRef[Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    ref = Refuser.start()
+    actors.append(ref)
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(RoomNotFound) as info:
+        ref.ask(Double(1), timeout=2)
+    assert info.value.__traceback__ is not None
+    with pytest.raises(RoomNotFound):
+        ref.proxy().refuse().get()
+    with pytest.raises(RoomNotFound):
+        pykka.get_all([ref.ask(Double(2), block=False)])
+    assert ref.is_alive()
+    assert [r for r in caplog.records if r.levelno >= logging.INFO or r.exc_info] == []
+
+
+def test_a_bug_in_a_tell_handler_is_logged_as_an_error(
+    actors: list[pykka.ActorRef[Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    ref = Refuser.start()
+    actors.append(ref)
+    caplog.set_level(logging.DEBUG)
+    ref.tell(Record(1))
+    with pytest.raises(RoomNotFound):  # answered after the tell: the tell has been handled
+        ref.ask(Double(1), timeout=2)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
+    assert len(errors) == 1 and errors[0].name == "wsroom.actors"
+    assert "KeyError" in repr(errors[0].exc_info)
+    assert ref.is_alive()

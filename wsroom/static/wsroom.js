@@ -3,13 +3,27 @@
 //   import { connect } from "/wsroom.js";
 //   const conn = connect("/ws/lobby?user=ann");
 //   conn.on("chat", (payload, envelope) => { ... });
-//   conn.onState(({ state }) => { ... });   // connecting | open | reconnecting | offline | closed
+//   conn.onState(({ state }) => { ... });   // connecting | open | reconnecting | offline | closed | error
 //   conn.send("chat", { text: "hi" });
 //   conn.close();
 //
 // Every frame is one JSON object {"type": ..., "payload": ...}. The connection comes back by
 // itself after a drop, with exponential backoff and jitter, unless the server's close code says
 // not to (see FINAL_CODES) or close() was called.
+//
+// When to stop retrying. A browser cannot read the HTTP status of a failed WebSocket handshake
+// (the socket just closes with 1006), so the rule is:
+// - a close code from FINAL_CODES, or any 4000-4999 but 4008, ends the connection: state
+//   "closed" with {code, reason}; refused is true for 1008 and for the application's 4xxx
+//   (4002-4999 but 4008): the server turned this participant away;
+// - a socket that closes before it opened is a failed handshake: the client asks the same URL
+//   over plain HTTP once (a fetch; the resolver runs before the upgrade, so it answers as the
+//   upgrade did); a 401, 403 or 404 is a refusal: state "error" with {refused: true, status,
+//   reason} and no retry. Anything else (no answer, 5xx, 400) is retried with backoff;
+// - a connection that never opened gives up after maxFailedOpens failed attempts in a row:
+//   state "error" with {refused: false, reason}; one that was open before keeps retrying (a
+//   server restarting), except on a refusal as above.
+// After "error", reconnect() tries again from scratch.
 
 /** Close codes after which reconnecting would not help (or would fight another tab). */
 export const FINAL_CODES = new Set([
@@ -20,6 +34,14 @@ export const FINAL_CODES = new Set([
   4000, // room closed
   4001, // replaced by a newer connection for the same participant
 ]);
+
+/** HTTP statuses that mean "you may not connect": retrying would get the same answer. */
+export const REFUSED_STATUSES = new Set([401, 403, 404]);
+
+/** Whether a final close code means the server turned this participant away. */
+export function isRefusalCode(code) {
+  return code === 1008 || (code >= 4002 && code <= 4999 && code !== 4008);
+}
 
 /** Whether a close code from the server should end the connection for good. */
 export function isFinalCode(code) {
@@ -34,6 +56,8 @@ const DEFAULTS = {
   factor: 2, // growth per failed attempt
   jitter: 0.5, // a retry waits delay * (1 - jitter * random())
   bufferLimit: 100, // envelopes sent while disconnected, written on the next open
+  maxFailedOpens: 5, // failed attempts before a connection that never opened gives up
+  probe: true, // after a failed handshake, ask the URL over HTTP once why (see above)
   protocols: undefined,
   shouldReconnect: (code) => !isFinalCode(code),
   WebSocket: globalThis.WebSocket,
@@ -61,6 +85,9 @@ export class Connection {
     this._ws = null;
     this._timer = null;
     this._closed = false;
+    this._everOpen = false; // whether any socket of this connection opened
+    this._failedOpens = 0; // sockets in a row that closed before they opened
+    this._probe = 0; // the id of the latest probe: older answers are ignored
     this._onOnline = () => this._online();
     this._onOffline = () => this._offline();
     if (typeof globalThis.addEventListener === "function") {
@@ -118,9 +145,11 @@ export class Connection {
 
   /** Drop the current socket now and reconnect at once (e.g. after a long sleep). */
   reconnect() {
+    if (this.state === "error") this._closed = false; // "try again" after giving up
     if (this._closed) return;
     clearTimeout(this._timer);
     this.attempt = 0;
+    this._failedOpens = 0;
     if (this._ws) this._drop(4100, "reconnect");
     else this._open();
   }
@@ -162,11 +191,15 @@ export class Connection {
       return;
     }
     this._ws = ws;
+    let opened = false;
     this._setState(this.attempt === 0 && !this.lastClose ? "connecting" : "reconnecting", {
       connecting: true,
     });
     ws.onopen = () => {
       if (ws !== this._ws) return;
+      opened = true;
+      this._everOpen = true;
+      this._failedOpens = 0;
       this.attempt = 0;
       this._setState("open");
       const pending = this._buffer;
@@ -189,13 +222,52 @@ export class Connection {
       this._ws = null;
       this.lastClose = { code: event.code, reason: event.reason };
       if (this._closed) return;
+      if (!opened) {
+        this._handshakeFailed(url, event.code);
+        return;
+      }
       if (!this.options.shouldReconnect(event.code)) {
         this._closed = true;
-        this._setState("closed", { code: event.code, reason: event.reason });
+        const refused = isRefusalCode(event.code);
+        this._setState("closed", { code: event.code, reason: event.reason, refused });
         return;
       }
       this._scheduleRetry(event.code, event.reason);
     };
+  }
+
+  _handshakeFailed(url, code) {
+    // The socket closed before it opened: refused, or nobody there. Find out which if we can.
+    this._failedOpens += 1;
+    const probe = ++this._probe;
+    const decide = (status, reason) => {
+      if (probe !== this._probe || this._closed || this._ws) return; // overtaken meanwhile
+      if (REFUSED_STATUSES.has(status)) {
+        this._giveUp({ refused: true, status, reason: reason || `HTTP ${status}` });
+      } else if (!this._everOpen && this._failedOpens >= this.options.maxFailedOpens) {
+        const why = status ? `HTTP ${status} ${reason}`.trim() : "no answer";
+        this._giveUp({ refused: false, status, reason: `could not connect after ${this._failedOpens} attempts (${why})` });
+      } else {
+        this._scheduleRetry(code, reason || "");
+      }
+    };
+    if (!this.options.probe || typeof globalThis.fetch !== "function") return decide(0, "");
+    const httpURL = url.replace(/^ws/, "http");
+    globalThis
+      .fetch(httpURL, { mode: "no-cors", cache: "no-store", credentials: "same-origin" })
+      .then(async (answer) => {
+        // Cross-origin answers are opaque (status 0): we know only that the server is there.
+        const text = answer.status ? (await answer.text()).trim().split("\n")[0].slice(0, 200) : "";
+        decide(answer.status, text);
+      })
+      .catch(() => decide(0, ""));
+  }
+
+  _giveUp(extra) {
+    this._closed = true;
+    clearTimeout(this._timer);
+    this.lastClose = { code: 1006, reason: extra.reason };
+    this._setState("error", { code: 1006, ...extra });
   }
 
   _dispatch(envelope) {
@@ -264,6 +336,7 @@ export class Connection {
     if (this._closed || this._ws) return;
     clearTimeout(this._timer);
     this.attempt = 0;
+    this._failedOpens = 0;
     this._open();
   }
 }
@@ -275,4 +348,4 @@ export function connect(url, options = {}) {
   return conn;
 }
 
-export default { connect, Connection, FINAL_CODES, isFinalCode };
+export default { connect, Connection, FINAL_CODES, REFUSED_STATUSES, isFinalCode, isRefusalCode };

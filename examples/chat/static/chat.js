@@ -40,7 +40,8 @@ function askName() {
 // -- the message log: one entry per seq, in seq order, cached for reloads ---------------------
 const log = {
   key: "",
-  epoch: "",
+  epoch: "", // the room's history id: another one means the old history is gone
+  server: "", // the server's id, made at its start: another one means it restarted
   entries: new Map(), // seq -> entry
   maxSeq: 0,
   load(key) {
@@ -49,6 +50,7 @@ const log = {
       const saved = JSON.parse(sessionStorage.getItem(key) || "null");
       if (saved) {
         this.epoch = saved.epoch;
+        this.server = saved.server || "";
         for (const e of saved.entries) this.entries.set(e.seq, e);
         this.maxSeq = Math.max(0, ...this.entries.keys());
       }
@@ -56,15 +58,33 @@ const log = {
   },
   save() {
     const entries = [...this.entries.values()].slice(-200);
-    sessionStorage.setItem(this.key, JSON.stringify({ epoch: this.epoch, entries }));
+    const state = { epoch: this.epoch, server: this.server, entries };
+    sessionStorage.setItem(this.key, JSON.stringify(state));
   },
-  reset(epoch) {
+  /** A new history: drop the old one, keep what is still being sent, and say why (unless
+   *  this page never had a history, e.g. its first visit). */
+  reset(epoch, server) {
+    const had = this.epoch !== "";
+    const restarted = had && this.server !== "" && server !== this.server;
     this.epoch = epoch;
+    this.server = server;
     this.entries.clear();
     this.maxSeq = 0;
+    const stillSending = [...$("messages").querySelectorAll("li.pending")];
     $("messages").replaceChildren();
+    if (had) {
+      const li = document.createElement("li");
+      li.className = "notice restart";
+      li.dataset.seq = "0";
+      li.textContent = restarted
+        ? "The server restarted: the conversation before it is gone."
+        : "Everyone had left this room: the conversation before is gone.";
+      $("messages").append(li);
+    }
+    $("messages").append(...stillSending);
   },
   add(entry) {
+    confirm(entry);
     if (this.entries.has(entry.seq)) return false; // exactly once, whatever arrives twice
     this.entries.set(entry.seq, entry);
     this.maxSeq = Math.max(this.maxSeq, entry.seq);
@@ -72,6 +92,54 @@ const log = {
     return true;
   },
 };
+
+// -- messages on their way: a bubble from the moment it is typed until the server has it -----
+const pending = new Map(); // cid -> {text, written, li}
+
+function newCid() {
+  return randomId().slice(0, 16);
+}
+
+function renderPending(cid, text) {
+  const li = document.createElement("li");
+  li.className = "msg mine pending";
+  li.dataset.cid = cid;
+  const bubble = document.createElement("div");
+  bubble.className = "bubble";
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const who = document.createElement("b");
+  who.textContent = "You";
+  const when = document.createElement("span");
+  when.className = "sending";
+  when.textContent = "sending…";
+  meta.append(who, when);
+  const body = document.createElement("div");
+  body.className = "text";
+  body.textContent = text;
+  bubble.append(meta, body);
+  li.append(avatar(localStorage.getItem("wsroom-chat-name") || "you"), bubble);
+  const list = $("messages");
+  list.append(li); // after every confirmed message (render() inserts before pending ones)
+  list.scrollTop = list.scrollHeight;
+  return li;
+}
+
+/** The server's entry for one of our messages arrived: the pending bubble gives way to it. */
+function confirm(entry) {
+  const item = entry.cid && entry.from === me ? pending.get(entry.cid) : null;
+  if (!item) return;
+  item.li.remove();
+  pending.delete(entry.cid);
+}
+
+/** The connection is gone for good: what did not get through is marked as not sent. */
+function failPending() {
+  for (const { li } of pending.values()) {
+    li.classList.add("failed");
+    li.querySelector(".sending").textContent = "not sent";
+  }
+}
 
 let me = null;
 
@@ -163,7 +231,7 @@ const CLOSE_TEXT = {
   1008: "The server refused this connection.",
 };
 
-function showState({ state, delay, code }) {
+function showState({ state, delay, code, refused, status, reason }) {
   const pill = $("conn");
   pill.dataset.state = state;
   document.body.dataset.conn = state;
@@ -183,6 +251,12 @@ function showState({ state, delay, code }) {
     text = "Disconnected";
     note = CLOSE_TEXT[code] || "Disconnected from the chat. Reload the page to join again.";
     banner.classList.add("bad");
+  } else if (state === "error") {
+    text = "Cannot connect";
+    note = refused
+      ? `The server refused this connection (${status ? `HTTP ${status}: ` : ""}${reason}).`
+      : `Cannot reach the chat server (${reason}). Reload the page to try again.`;
+    banner.classList.add("bad");
   }
   $("conn-text").textContent = text;
   banner.textContent = note;
@@ -199,6 +273,12 @@ async function main() {
     if (target) location.href = `/r/${encodeURIComponent(target)}`;
   });
 
+  $("people-toggle").addEventListener("click", () => {
+    // Only a phone layout folds the list (see chat.css); elsewhere the toggle changes nothing.
+    const open = $("presence").closest(".people").classList.toggle("open");
+    $("people-toggle").setAttribute("aria-expanded", String(open));
+  });
+
   const name = await askName();
   const sid = sessionFor(name);
   me = sid;
@@ -210,9 +290,24 @@ async function main() {
   );
   window.chat = { conn, log, room, me: sid }; // for tests and curious people
 
-  conn.onState(showState);
+  let wasOpen = false;
+  conn.onState((event) => {
+    showState(event);
+    if (event.state === "closed" || event.state === "error") failPending();
+    if (event.state === "open") {
+      // A message written to a socket that then died may never have arrived: send it again
+      // (the server drops a copy it already has, by cid). Buffered ones go out by themselves.
+      for (const [cid, item] of pending) {
+        if (item.written && wasOpen) conn.send("say", { text: item.text, cid });
+        item.written = true;
+      }
+      wasOpen = true;
+    }
+  });
   conn.on("hello", (hello) => {
-    if (hello.epoch !== log.epoch) log.reset(hello.epoch); // a new room under an old name
+    // A new room under an old name, or a restarted server: the old history is gone.
+    if (hello.epoch !== log.epoch) log.reset(hello.epoch, hello.server || "");
+    log.server = hello.server || "";
     for (const e of hello.history || []) log.add(e);
     if (!hello.reconnect) conn.send("sync", { after: log.maxSeq }); // said during our join
     log.save();
@@ -235,7 +330,11 @@ async function main() {
     const input = $("text");
     const text = input.value.trim();
     if (!text) return;
-    conn.send("say", { text });
+    const cid = newCid();
+    const li = renderPending(cid, text);
+    const written = conn.send("say", { text, cid }); // false: buffered until the socket is back
+    pending.set(cid, { text, written, li });
+    if (conn.state === "closed" || conn.state === "error") failPending();
     input.value = "";
     input.focus();
   });

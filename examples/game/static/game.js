@@ -51,7 +51,7 @@ function render() {
     });
   }
   $("board").classList.toggle("off", !live);
-  if (connState === "closed") return setStatus("disconnected", "Disconnected from the game.");
+  if (connState === "closed" || connState === "error") return setStatus("disconnected", "Disconnected from the game. Reload the page to try again.");
   if (connState === "offline") return setStatus("disconnected", "You are offline — waiting for the network…");
   if (connState === "reconnecting") return setStatus("disconnected", "Connection lost — reconnecting…");
   if (!state) return setStatus("connecting", "Connecting…");
@@ -77,9 +77,18 @@ function render() {
 }
 
 function apply(next) {
-  if (state && next.version <= state.version) return; // an older state arriving late
+  // Versions count within one game; another epoch is another game (the server restarted, or
+  // the game was made anew): take its state whatever its version, and say so.
+  const renewed = state !== null && next.epoch !== state.epoch;
+  if (!renewed && state && next.version <= state.version) return; // an older state arriving late
   state = next;
   $("error").hidden = true;
+  if (renewed) {
+    $("notice").textContent = "The server restarted this game: it starts again from an empty board.";
+    $("notice").hidden = false;
+  } else if (state.board.some(Boolean)) {
+    $("notice").hidden = true; // a move was made in the new game: old news
+  }
   render();
 }
 
@@ -89,7 +98,7 @@ conn.onState(({ state: s }) => {
   connState = s;
   const pill = $("conn");
   pill.dataset.state = s;
-  $("conn-text").textContent = { open: "Connected", connecting: "Connecting…", reconnecting: "Reconnecting…", offline: "Offline", closed: "Disconnected", idle: "Not connected" }[s];
+  $("conn-text").textContent = { open: "Connected", connecting: "Connecting…", reconnecting: "Reconnecting…", offline: "Offline", closed: "Disconnected", error: "Cannot connect", idle: "Not connected" }[s];
   render();
 });
 conn.on("hello", ({ state: s }) => {
