@@ -46,7 +46,7 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=F
 def decode(text: str | bytes) -> Envelope:
     """Parse one inbound frame; raise ``BadEnvelope`` saying where and why it is wrong."""
     try:
-        obj = json.loads(text, parse_constant=_refuse_constant)
+        obj = _loads(text if isinstance(text, str) else text.decode())
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadEnvelope(f"invalid JSON: {exc} @ $") from None
     except RecursionError:
@@ -66,6 +66,10 @@ def decode(text: str | bytes) -> Envelope:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+# Made once: json.loads with any keyword builds a new decoder on every call.
+_loads = json.JSONDecoder(parse_constant=_refuse_constant).decode
 
 
 def encode(envelope: Envelope) -> str:
