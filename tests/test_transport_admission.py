@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -250,12 +251,14 @@ def test_a_process_out_of_descriptors_answers_503_with_a_plain_reason() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Outside the checkout, so the installed package is imported, not the source folder.
+        cwd=tempfile.gettempdir(),
     )
     clients: list[RawWS] = []
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line.startswith("READY"), line
+        assert line.startswith("READY"), (line, proc.stderr.read() if proc.poll() else "")
         port = int(line.split()[1])
         refused: list[RawWS] = []
         for i in range(20):
