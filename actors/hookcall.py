@@ -30,9 +30,10 @@ class HookRoom:
 
 
 hook_room: ContextVar[HookRoom | None] = ContextVar("wsroom_hook_room", default=None)
-"""Set in a participant actor's greenlet once it has joined, so ``on_join`` and ``on_message``
-(which run in that greenlet, one at a time) reach their own room's actor directly: one mailbox
-hop less on the commonest path, a reply or a broadcast from ``on_message``. Everything else
+"""Set in a participant actor's context once it has joined (its drain greenlets all run in
+that one context), so ``on_join`` and ``on_message`` (which run there, one at a time) reach
+their own room's actor directly: one mailbox hop less on the commonest path, a reply or a
+broadcast from ``on_message``. Everything else
 (``on_leave`` and ``on_presence`` in greenlets of their own, application code, greenlets a hook
 spawns; gevent gives each greenlet its own context) goes through the hub actor, which knows
 whether the room still exists. The two routes give the same answers."""

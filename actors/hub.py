@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import gevent
@@ -18,7 +18,7 @@ from wsroom.wire import frame_of
 
 from . import messages as m
 from .room import RoomActor
-from .runtime import Ask, GeventActor, handles, tell_quietly
+from .runtime import Ask, GeventActor, TellOnlyActor, handles, tell_quietly
 
 __all__ = ["CLOSE_ROOM", "HubActor"]
 
@@ -34,7 +34,7 @@ class HubActor(GeventActor):
         self.policy = policy
         self._rooms: dict[RoomID, pykka.ActorRef[Any]] = {}
         self._active: dict[RoomID, None] = {}  # rooms with a member, in order of creation
-        self._participants: set[pykka.ActorRef[Any]] = set()
+        self._participants: set[TellOnlyActor] = set()  # participant actors (not in pykka's)
         # on_leave greenlets of reaped rooms, handed to the next room of the same id.
         self._leaving: dict[RoomID, dict[ParticipantID, Any]] = {}
         self._stopping: gevent.Greenlet[Any, Any] | None = None
@@ -151,7 +151,11 @@ CLOSE_ROOM = m.CloseRoom(4000, "room closed", RoomClosed)
 """``close_room``'s request: 4000 to every connection, ``RoomClosed`` to every member."""
 
 
-def _wind_down(closing: list[Any], stages: list[list[pykka.ActorRef[Any]]], msg: m.StopHub) -> None:
+def _wind_down(
+    closing: list[Any],
+    stages: Sequence[Sequence[pykka.ActorRef[Any] | TellOnlyActor]],
+    msg: m.StopHub,
+) -> None:
     """Wait for the rooms' ``on_leave`` hooks, then stop the actors stage by stage (the
     participants, which report to rooms; the rooms; this hub actor), within the time.
 
@@ -186,7 +190,7 @@ def _wind_down(closing: list[Any], stages: list[list[pykka.ActorRef[Any]]], msg:
     # handshake on its own (bounded by close_timeout).
     stuck = 0
     for stage in stages:
-        stopping: list[tuple[pykka.ActorRef[Any], Any]] = []
+        stopping: list[tuple[pykka.ActorRef[Any] | TellOnlyActor, Any]] = []
         for ref in stage:
             try:
                 stopping.append((ref, ref.stop(block=False)))

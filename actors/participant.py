@@ -16,7 +16,7 @@ from wsroom.wire import OutFrame
 
 from . import messages as m
 from .hookcall import HookRoom, call_hook, hook_room, log_hook_error
-from .runtime import GeventActor, handles, tell_quietly
+from .runtime import TellOnlyActor, handles, tell_quietly
 from .state import JoinTicket
 
 __all__ = ["LEAVE_WAIT", "ParticipantActor"]
@@ -28,15 +28,18 @@ LEAVE_WAIT = 10.0
 """Seconds a join waits for the same participant's previous ``on_leave`` to return."""
 
 
-class ParticipantActor(GeventActor):
+class ParticipantActor(TellOnlyActor):
     """Owns one connection's life as a member: join, ``on_join``, ``on_message`` in frame order,
     and the report of its end to the room. Asks go upward only (hub, room), never back to it.
 
     ``conn`` is the connection's entry points (``push``, ``close``, ``closed_by_server``);
     ``frame_done`` is called once per inbound frame handled, to reopen the reader's window.
-    """
 
-    registered = False  # one per connection; the hub actor keeps the set of them
+    Only ever told (``Start``, ``Inbound``, ``Ended``, ``Shutdown``), so a ``TellOnlyActor``:
+    no greenlet while the connection is quiet. Not in pykka's registry; the hub actor keeps
+    the set of them. ``hook_room``, set once joined, stays set across its drain greenlets (they
+    share one context).
+    """
 
     def __init__(
         self,

@@ -14,13 +14,18 @@ the three runtime hooks, ``Actor._handle_receive`` (to fence ``BaseException``, 
 ask's refusal back as a value: pykka's loop logs every exception it returns to a caller at INFO
 with its traceback), ``Future._get_hook`` (pykka's own ``get()`` is of use only when a hook is
 set), and the types imported below for annotations only.
+
+``TellOnlyActor`` is the runtime's other kind of actor, for one per connection: told, never
+asked, its greenlet exists only while it has messages to handle (no pykka involved).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import sys
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
@@ -43,6 +48,7 @@ __all__ = [
     "GeventActor",
     "GeventFuture",
     "Tell",
+    "TellOnlyActor",
     "handles",
     "tell_quietly",
 ]
@@ -99,7 +105,18 @@ def handles(*types: type[Ask | Tell]) -> Callable[[Handler], Handler]:
     return mark
 
 
-def tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> bool:
+def _handler_table(cls: type) -> dict[type, Callable[[Any, Any], Any]]:
+    """The message type → handler table of a class, from its ``@handles`` methods (the MRO's
+    last definition wins)."""
+    table: dict[type, Callable[[Any, Any], Any]] = {}
+    for klass in reversed(cls.__mro__):
+        for attr in vars(klass).values():
+            for kind in getattr(attr, "wsroom_handles", ()):
+                table[kind] = attr
+    return table
+
+
+def tell_quietly(ref: pykka.ActorRef[Any] | TellOnlyActor, message: Any) -> bool:
     """Tell ``ref``; False (and nothing else) when that actor is already gone.
 
     For reports whose addressee may have ended meanwhile (a reaped room, a stopped hub): there
@@ -191,12 +208,7 @@ class GeventActor(pykka.Actor):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        table: dict[type, Callable[[Any, Any], Any]] = {}
-        for klass in reversed(cls.__mro__):
-            for attr in vars(klass).values():
-                for kind in getattr(attr, "wsroom_handles", ()):
-                    table[kind] = attr
-        cls._dispatch = table
+        cls._dispatch = _handler_table(cls)
 
     def on_receive(self, message: Any) -> Any:
         handler = self._dispatch.get(type(message))
@@ -266,3 +278,140 @@ class GeventActor(pykka.Actor):
     def greenlet(self) -> gevent.Greenlet[Any, Any]:
         """The greenlet running this actor's loop (to join on shutdown, never to kill)."""
         return self._greenlet
+
+
+_STOP = object()
+"""The stop request in a ``TellOnlyActor``'s inbox: what was told before it is handled first."""
+
+
+class TellOnlyActor:
+    """An actor that is only ever told, whose greenlet exists only while it has work.
+
+    A pykka actor parks one greenlet on its inbox for its whole life (about 9 KB with its
+    suspended frames and queue): one per connection at 10,000 connections is the largest cost
+    after the socket's own. This one keeps a deque; ``tell`` spawns a drain greenlet when none
+    runs, which handles the messages in order until the deque is empty and then ends.
+
+    It is its own reference (``actor_ref`` is itself; usable in sets) and keeps pykka's
+    contract for tells: the ``@handles`` dispatch, ``on_tell_failed`` and ``after_message`` as
+    ``GeventActor``'s, messages told before ``stop`` handled and later ones dropped,
+    ``pykka.ActorDeadError`` from ``tell`` once stopped. A ``BaseException`` escaping a handler
+    fails that one message as ``ActorCrashed`` (``GreenletExit`` ends the actor). The drain
+    greenlet counts as an actor for ``GeventActor.in_actor``, and runs in one
+    ``contextvars.Context`` kept across drains, as a permanent greenlet's context would be.
+    """
+
+    _dispatch: ClassVar[dict[type, Callable[[Any, Any], Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._dispatch = _handler_table(cls)
+
+    def __init__(self) -> None:
+        # The inbox exists only while the drain runs: an empty deque is 760 bytes.
+        self._inbox: deque[Any] | None = None
+        self._context = contextvars.Context()
+        self._greenlet: gevent.Greenlet[Any, Any] | None = None  # the drain, while it runs
+        self._stopping = False  # a stop was requested
+        self._stopped = False
+        self._stop_futures: list[GeventFuture[bool]] | None = None
+
+    @property
+    def actor_ref(self) -> TellOnlyActor:
+        """Itself: what others hold to tell it (pykka's ``actor_ref`` for this kind)."""
+        return self
+
+    def is_alive(self) -> bool:
+        """False once a stop was handled (or the drain was killed)."""
+        return not self._stopped
+
+    def tell(self, message: Tell) -> None:
+        """Queue ``message``; ``pykka.ActorDeadError`` once the actor has stopped."""
+        if self._stopped:
+            raise pykka.ActorDeadError(f"{self} is dead")
+        self._post(message)
+
+    def stop(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Stop after the messages told so far: True once done by this request, False if it had
+        already stopped; with ``block=False`` a future of that. ``pykka.Timeout`` past
+        ``timeout``. From its own handler it never waits (it would wait on itself)."""
+        future: GeventFuture[bool] = GeventFuture()
+        if self._stopped:
+            future.set(False)
+        else:
+            if self._stop_futures is None:
+                self._stop_futures = []
+            self._stop_futures.append(future)
+            if not self._stopping:
+                self._stopping = True
+                if self._greenlet is None:
+                    self._end()  # idle: nothing to handle first, no greenlet to spawn
+                else:
+                    self._post(_STOP)
+        if not block:
+            return future
+        if gevent.getcurrent() is self._greenlet:
+            return True
+        return future.get(timeout=timeout)
+
+    def after_message(self) -> None:
+        """Called after every handled message (as ``GeventActor.after_message``)."""
+
+    def on_tell_failed(self, message: Any, exc: Exception) -> None:
+        """A handler raised: a bug of ours, never the sender's. Logged with its traceback."""
+        logger.error("%s failed to handle %r", self, message, exc_info=exc)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} at {id(self):#x}>"
+
+    # -- the drain --------------------------------------------------------------------------
+
+    def _post(self, message: Any) -> None:
+        if self._greenlet is None:
+            self._inbox = inbox = deque((message,))
+            greenlet = self._greenlet = gevent.spawn(self._context.run, self._drain, inbox)
+            greenlet.wsroom_actor = True
+        else:
+            assert self._inbox is not None  # the drain runs, so its inbox exists
+            self._inbox.append(message)
+
+    def _drain(self, inbox: deque[Any]) -> None:
+        ended = True  # unless the inbox runs dry: a stop request, or the greenlet was killed
+        try:
+            while inbox:
+                message = inbox.popleft()
+                if message is _STOP:
+                    break
+                self._handle(message)
+            else:
+                ended = False
+        finally:
+            self._greenlet = None
+            self._inbox = None
+            if ended:
+                self._end()
+
+    def _handle(self, message: Any) -> None:
+        handler = self._dispatch.get(type(message))
+        try:
+            if handler is None:
+                logger.error("%s has no handler for %r", self, message)
+                return
+            handler(self, message)
+        except Exception as exc:  # noqa: BLE001 -- a tell's failure must not end the actor
+            self.on_tell_failed(message, exc)
+        except GreenletExit:
+            raise
+        except BaseException as exc:  # noqa: BLE001 -- pykka would stop every actor
+            crashed = ActorCrashed(repr(exc))
+            crashed.__cause__ = exc
+            self.on_tell_failed(message, crashed)
+        finally:
+            self.after_message()
+
+    def _end(self) -> None:
+        # What was told after the stop is dropped with the inbox, as pykka drops it.
+        self._stopped = True
+        futures, self._stop_futures = self._stop_futures or [], None
+        for future in futures:
+            future.set(True)

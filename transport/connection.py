@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -143,10 +142,12 @@ class Connection:
         )
         # Control frames, ahead of data. Bounded by construction: one slot for the pong that
         # answers the latest ping (RFC 6455 §5.5.3 allows skipping older ones), one for the
-        # keep-alive's ping, and the queue for the reply to the peer's close (once).
+        # keep-alive's ping, and the queue for the close frames (ours, the reply to the peer's:
+        # at most two, so a list: an empty one is 56 bytes, an empty deque 760, for the
+        # connection's whole life).
         self._pong: bytes | None = None
         self._ping: bytes | None = None
-        self._control: deque[bytes] = deque()
+        self._control: list[bytes] = []
         # A compressed text message wsproto is putting together, and its size on the wire.
         self._ws_parts: list[str] = []
         self._ws_size = 0
@@ -331,7 +332,7 @@ class Connection:
                     sock.sendall(ping)
                     self._keepalive.ping_written()
                 elif control:
-                    sock.sendall(control.popleft())
+                    sock.sendall(control.pop(0))
                 elif life.owes_close_frame:
                     life.close_sent()
                     if ws.state is ConnectionState.OPEN:

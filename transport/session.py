@@ -96,7 +96,7 @@ def _run(
     identity: Identity,
 ) -> None:
     window = gevent.lock.Semaphore(INBOUND_WINDOW)
-    participant = ParticipantActor.start(hub, hooks, room, pid, identity, conn, window.release)
+    participant = ParticipantActor(hub, hooks, room, pid, identity, conn, window.release)
     try:
         hub.tell(m.ParticipantStarted(participant))
         participant.tell(m.Start())

@@ -103,3 +103,15 @@ def test_byte_bound_counts_utf8_bytes() -> None:
     assert box.push("a")
     # 5 characters, 10 UTF-8 bytes: 1 + 10 = 11 bytes > max_bytes
     assert not box.push("\u00e9" * 5)
+
+
+def test_an_empty_outbox_holds_no_deque() -> None:
+    # Most outboxes are empty for most of their connection's life: 760 bytes each at 10,000.
+    box = Outbox(10, 100)
+    assert box._frames is None
+    assert box.push("a") and box.push("b")
+    assert box.pop() == "a" and box.pop() == "b"
+    assert box._frames is None and not box
+    assert box.push("c")
+    assert box.take_all() == ["c"]
+    assert box._frames is None and box.take_all() == []

@@ -148,7 +148,7 @@ def test_per_connection_actors_stay_out_of_pykkas_global_registry() -> None:
     # actors stopping in reverse order cost 4.5 s of CPU in it (0.9 s without it).
     before = len(pykka.ActorRegistry.get_all())
     hub = QuietHub.start()
-    ref = ParticipantActor.start(hub, Hooks(), RoomID("r"), ParticipantID("p"), None, None, None)
+    ref = ParticipantActor(hub, Hooks(), RoomID("r"), ParticipantID("p"), None, None, None)
     try:
         assert len(pykka.ActorRegistry.get_all()) == before + 1  # the hub actor only
     finally:

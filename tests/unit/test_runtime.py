@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import gc
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +20,7 @@ from wsroom.actors.runtime import (
     GeventActor,
     GeventFuture,
     Tell,
+    TellOnlyActor,
     handles,
     tell_quietly,
 )
@@ -368,3 +371,189 @@ def test_a_bug_in_a_tell_handler_is_logged_as_an_error(
     assert len(errors) == 1 and errors[0].name == "wsroom.actors"
     assert "KeyError" in repr(errors[0].exc_info)
     assert ref.is_alive()
+
+
+# -- TellOnlyActor: a greenlet only while there is work ------------------------------------
+
+
+@attrs.frozen
+class Nap(Tell):
+    seconds: float
+
+
+@attrs.frozen
+class Crash(Tell):
+    exc: BaseException
+
+
+@attrs.frozen
+class Probe(Tell):
+    pass
+
+
+@attrs.frozen
+class StopMe(Tell):
+    pass
+
+
+_mark: contextvars.ContextVar[str | None] = contextvars.ContextVar("test_mark", default=None)
+
+
+class Lean(TellOnlyActor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[int] = []
+        self.after = 0
+        self.failed: list[tuple[Any, Exception]] = []
+        self.probes: list[tuple[bool, str | None]] = []
+
+    @handles(Record)
+    def _record(self, msg: Record) -> None:
+        if msg.n < 0:
+            raise ValueError("negative")
+        self.seen.append(msg.n)
+        _mark.set(f"after {msg.n}")
+
+    @handles(Nap)
+    def _nap(self, msg: Nap) -> None:
+        gevent.sleep(msg.seconds)
+
+    @handles(Crash)
+    def _crash(self, msg: Crash) -> None:
+        raise msg.exc
+
+    @handles(Probe)
+    def _probe(self, _msg: Probe) -> None:
+        self.probes.append((GeventActor.in_actor(), _mark.get()))
+
+    @handles(StopMe)
+    def _stop_me(self, _msg: StopMe) -> None:
+        assert self.stop(block=True, timeout=1) is True  # never waits on itself
+
+    def after_message(self) -> None:
+        self.after += 1
+
+    def on_tell_failed(self, message: Any, exc: Exception) -> None:
+        self.failed.append((message, exc))
+
+
+def drained(actor: TellOnlyActor) -> None:
+    """Wait until the actor's drain greenlet has ended."""
+    with gevent.Timeout(2):
+        while actor._greenlet is not None:
+            gevent.sleep(0.001)
+
+
+def test_tell_only_actor_handles_tells_in_order_and_failures_stay_local() -> None:
+    actor = Lean()
+    assert actor.actor_ref is actor
+    for n in (1, 2, -1):
+        actor.tell(Record(n))
+    actor.tell(Unhandled())  # logged, not fatal
+    actor.tell(Record(3))
+    assert actor.seen == []  # nothing runs in the teller's greenlet
+    drained(actor)
+    assert actor.seen == [1, 2, 3]
+    assert [(m, type(e)) for m, e in actor.failed] == [(Record(-1), ValueError)]
+    assert actor.after == 5
+    assert actor.is_alive()
+
+
+def test_tell_only_actor_has_no_greenlet_while_idle() -> None:
+    def drains() -> int:
+        return sum(1 for o in gc.get_objects() if isinstance(o, gevent.Greenlet) and not o.dead)
+
+    baseline = drains()
+    actors = [Lean() for _ in range(50)]
+    assert drains() == baseline
+    for actor in actors:
+        actor.tell(Nap(0.01))
+    assert drains() == baseline + 50
+    for actor in actors:
+        drained(actor)
+    assert drains() == baseline
+    assert all(a._greenlet is None and a._inbox is None for a in actors)
+    # a later tell starts a new drain, which still handles it
+    actors[0].tell(Record(7))
+    drained(actors[0])
+    assert actors[0].seen == [7]
+
+
+def test_tell_only_actor_drain_is_an_actor_and_keeps_its_context() -> None:
+    actor = Lean()
+    actor.tell(Record(1))
+    drained(actor)
+    actor.tell(Probe())  # a new drain greenlet: the context set by the last one is still there
+    drained(actor)
+    assert actor.probes == [(True, "after 1")]
+    assert _mark.get() is None  # the teller's context is untouched
+
+
+def test_tell_only_actor_fences_base_exceptions() -> None:
+    actor = Lean()
+    other = Lean()
+    actor.tell(Crash(gevent.Timeout()))
+    actor.tell(Crash(SystemExit(3)))
+    actor.tell(Record(1))
+    other.tell(Record(2))
+    drained(actor)
+    drained(other)
+    assert [type(e) for _, e in actor.failed] == [ActorCrashed, ActorCrashed]
+    assert isinstance(actor.failed[0][1].__cause__, gevent.Timeout)
+    assert isinstance(actor.failed[1][1].__cause__, SystemExit)
+    assert actor.seen == [1] and actor.is_alive()
+    assert other.seen == [2] and other.is_alive()
+
+
+def test_tell_only_actor_stop_handles_what_came_before_and_refuses_after() -> None:
+    actor = Lean()
+    actor.tell(Nap(0.02))
+    actor.tell(Record(1))
+    future = actor.stop(block=False)
+    actor.tell(Record(2))  # told after the stop: dropped, as pykka drops it
+    assert actor.is_alive()
+    assert future.get(timeout=2) is True
+    assert not actor.is_alive()
+    assert actor.seen == [1]
+    with pytest.raises(pykka.ActorDeadError):
+        actor.tell(Record(3))
+    assert tell_quietly(actor, Record(4)) is False
+    assert actor.stop(timeout=1) is False  # already stopped
+    assert actor.seen == [1]
+
+
+def test_tell_only_actor_stop_while_idle_and_from_its_own_handler() -> None:
+    idle = Lean()
+    assert idle.stop(block=True, timeout=1) is True
+    assert not idle.is_alive() and idle._greenlet is None
+    busy = Lean()
+    busy.tell(StopMe())
+    busy.tell(Record(1))
+    drained(busy)
+    assert not busy.is_alive()
+    assert busy.failed == []  # the handler's own stop did not wait on itself
+    assert busy.seen == [1]  # told before the handler asked to stop: handled first
+
+
+def test_tell_only_actor_stop_times_out_like_pykka() -> None:
+    slow = Lean()
+    slow.tell(Nap(0.2))
+    with pytest.raises(pykka.Timeout):
+        slow.stop(block=True, timeout=0.01)
+    assert slow.is_alive()  # still finishing its message; the stop stays requested
+    drained(slow)
+    assert not slow.is_alive()
+
+
+def test_tell_only_actor_ends_when_its_drain_is_killed() -> None:
+    actor = Lean()
+    actor.tell(Nap(5))
+    actor.tell(Record(1))
+    greenlet = actor._greenlet
+    assert greenlet is not None
+    gevent.sleep(0)
+    greenlet.kill(block=True, timeout=2)  # GreenletExit is not fenced
+    assert not actor.is_alive()
+    assert actor.seen == [] and actor.failed == []
+    with pytest.raises(pykka.ActorDeadError):
+        actor.tell(Record(2))
