@@ -175,6 +175,8 @@ def _wind_down(
             hooks.extend(future.get(timeout=left()))
         except pykka.Timeout:
             logger.warning("a room did not close within the stop timeout")
+        except (RoomNotFound, pykka.ActorDeadError):
+            pass  # reaped meanwhile: nothing was left to close
         except Exception:
             logger.exception("a room failed to close")
     running = [g for g in hooks if g is not msg.caller]

@@ -229,6 +229,10 @@ class RoomActor(GeventActor):
     def _close_room(self, msg: m.CloseRoom) -> list[gevent.Greenlet[Any, Any]]:
         """Close every connection with ``msg.code``, end every membership; answer the hook
         greenlets still running (``stop()`` waits for them)."""
+        if self.state.closed and not msg.must_exist:
+            # Emptied already (its RoomGone crossed the hub's stop): nothing is left to close,
+            # only its on_leave greenlets to wait for.
+            return list(self._hooks_running)
         if self.state.closed or (msg.must_exist and not self.state.has_members):
             raise RoomNotFound()
         self._closed_reason = msg.reason()
