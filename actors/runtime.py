@@ -184,49 +184,25 @@ class GeventFuture(pykka.Future[T]):
         return bool(self._result.ready())
 
 
-class GeventActor(pykka.Actor):
-    """A pykka actor whose loop is a greenlet and whose inbox is a gevent queue.
-
-    Its ``on_receive`` dispatches ``Ask`` and ``Tell`` messages to the methods marked with
-    ``@handles``; a subclass with its own ``on_receive`` (any pykka actor) works as well.
-    """
+class _Dispatcher:
+    """The one way both kinds of actor take a message: the ``@handles`` table of the class,
+    tells fenced (a failure goes to ``on_tell_failed``), ``after_message`` after each."""
 
     _dispatch: ClassVar[dict[type, Callable[[Any, Any], Any]]] = {}
-    registered: ClassVar[bool] = True
-    """Whether ``start`` lists the actor in ``pykka.ActorRegistry``. That registry is one global
-    list, searched from the front on every stop: an actor per connection makes 10,000 stops
-    cost O(n²) (seconds), so such actors opt out; their owner keeps track of them."""
-
-    @classmethod
-    def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:
-        """Start the actor (pykka's ``start``, minus the registry when ``registered`` is off)."""
-        if cls.registered:
-            return super().start(*args, **kwargs)
-        actor = cls(*args, **kwargs)
-        actor._start_actor_loop()
-        return actor.actor_ref
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._dispatch = _handler_table(cls)
 
-    def on_receive(self, message: Any) -> Any:
+    def _dispatch_tell(self, message: Any) -> None:
         handler = self._dispatch.get(type(message))
-        if isinstance(message, Ask):
-            try:
-                if handler is None:
-                    raise TypeError(f"{type(self).__name__} has no handler for {message!r}")
-                return handler(self, message)
-            finally:
-                self.after_message()
         try:
             if handler is None:
                 logger.error("%s has no handler for %r", type(self).__name__, message)
-                return None
-            return handler(self, message)
+                return
+            handler(self, message)
         except Exception as exc:  # noqa: BLE001 -- a tell's failure must not end the actor
             self.on_tell_failed(message, exc)
-            return None
         finally:
             self.after_message()
 
@@ -236,6 +212,28 @@ class GeventActor(pykka.Actor):
     def on_tell_failed(self, message: Any, exc: Exception) -> None:
         """A tell's handler raised: a bug of ours, never the sender's. Logged with its traceback."""
         logger.error("%s failed to handle %r", self, message, exc_info=exc)
+
+
+class GeventActor(_Dispatcher, pykka.Actor):
+    """A pykka actor whose loop is a greenlet and whose inbox is a gevent queue.
+
+    Its ``on_receive`` dispatches ``Ask`` and ``Tell`` messages to the methods marked with
+    ``@handles``; a subclass with its own ``on_receive`` (any pykka actor) works as well.
+    """
+
+    _dispatch: ClassVar[dict[type, Callable[[Any, Any], Any]]] = {}
+
+    def on_receive(self, message: Any) -> Any:
+        if not isinstance(message, Ask):
+            self._dispatch_tell(message)
+            return None
+        try:
+            handler = self._dispatch.get(type(message))
+            if handler is None:
+                raise TypeError(f"{type(self).__name__} has no handler for {message!r}")
+            return handler(self, message)
+        finally:
+            self.after_message()
 
     # -- the runtime hooks pykka 4 keeps for new actor types -----------------------------------
 
@@ -284,7 +282,7 @@ _STOP = object()
 """The stop request in a ``TellOnlyActor``'s inbox: what was told before it is handled first."""
 
 
-class TellOnlyActor:
+class TellOnlyActor(_Dispatcher):
     """An actor that is only ever told, whose greenlet exists only while it has work.
 
     A pykka actor parks one greenlet on its inbox for its whole life (about 9 KB with its
@@ -300,12 +298,6 @@ class TellOnlyActor:
     greenlet counts as an actor for ``GeventActor.in_actor``, and runs in one
     ``contextvars.Context`` kept across drains, as a permanent greenlet's context would be.
     """
-
-    _dispatch: ClassVar[dict[type, Callable[[Any, Any], Any]]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._dispatch = _handler_table(cls)
 
     def __init__(self) -> None:
         # The inbox exists only while the drain runs: an empty deque is 760 bytes.
@@ -354,13 +346,6 @@ class TellOnlyActor:
             return True
         return future.get(timeout=timeout)
 
-    def after_message(self) -> None:
-        """Called after every handled message (as ``GeventActor.after_message``)."""
-
-    def on_tell_failed(self, message: Any, exc: Exception) -> None:
-        """A handler raised: a bug of ours, never the sender's. Logged with its traceback."""
-        logger.error("%s failed to handle %r", self, message, exc_info=exc)
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} at {id(self):#x}>"
 
@@ -392,22 +377,14 @@ class TellOnlyActor:
                 self._end()
 
     def _handle(self, message: Any) -> None:
-        handler = self._dispatch.get(type(message))
         try:
-            if handler is None:
-                logger.error("%s has no handler for %r", self, message)
-                return
-            handler(self, message)
-        except Exception as exc:  # noqa: BLE001 -- a tell's failure must not end the actor
-            self.on_tell_failed(message, exc)
+            self._dispatch_tell(message)
         except GreenletExit:
             raise
         except BaseException as exc:  # noqa: BLE001 -- pykka would stop every actor
             crashed = ActorCrashed(repr(exc))
             crashed.__cause__ = exc
             self.on_tell_failed(message, crashed)
-        finally:
-            self.after_message()
 
     def _end(self) -> None:
         # What was told after the stop is dropped with the inbox, as pykka drops it.
