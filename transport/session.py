@@ -24,7 +24,7 @@ from ._simple_websocket import request_socket
 from .connection import Connection, ConnectionOptions
 from .handshake import UpgradeRules, check_upgrade
 
-__all__ = ["EXHAUSTED_REASON", "INBOUND_WINDOW", "serve_session"]
+__all__ = ["EXHAUSTED", "EXHAUSTED_REASON", "INBOUND_WINDOW", "serve_session"]
 
 logger = logging.getLogger("wsroom.transport")
 
@@ -35,7 +35,8 @@ sender meets TCP backpressure instead of growing the participant actor's (unboun
 EXHAUSTED_REASON = "the server is out of file descriptors; try again later"
 """The 503's reason when the process has no descriptor left (never the OS error's text)."""
 
-_EXHAUSTED = (errno.EMFILE, errno.ENFILE)
+EXHAUSTED = (errno.EMFILE, errno.ENFILE)
+"""The errors of a process (or system) out of file descriptors."""
 
 _WINDOW_POLL = 0.5  # how often a reader waiting for room checks that its participant still runs
 
@@ -68,7 +69,7 @@ def serve_session(
     try:
         conn = Connection(environ, options)
     except OSError as exc:
-        if exc.errno in _EXHAUSTED:
+        if exc.errno in EXHAUSTED:
             raise HandshakeRejected(EXHAUSTED_REASON, 503) from exc
         raise HandshakeRejected("the upgrade failed: the connection broke", 400) from exc
     except Exception as exc:

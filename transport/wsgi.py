@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import io
 import logging
 import os
@@ -35,7 +34,7 @@ from .admission import (
     plain_response,
     read_head,
 )
-from .session import EXHAUSTED_REASON
+from .session import EXHAUSTED, EXHAUSTED_REASON
 
 if TYPE_CHECKING:
     from wsroom.hooks import Resolver
@@ -124,7 +123,6 @@ def make_handler(
 _HANDLER_LIMITS = ServerLimits(max_connections=1)
 
 _FULL_REASON = "the server is at its connection limit; try again later"
-_EXHAUSTED = (errno.EMFILE, errno.ENFILE)
 _LOG_INTERVAL = 10.0  # seconds between two log lines about the same kind of refusal
 _REFUSAL_READ = 1.0  # seconds a refused connection may take to send its request head
 _LINGER_BYTES = 1 << 20  # at most this much is read (and dropped) after a refusal
@@ -260,7 +258,7 @@ class _Server(WSGIServer):  # type: ignore[misc]
         try:
             return super().do_read()
         except OSError as exc:
-            if exc.errno not in _EXHAUSTED:
+            if exc.errno not in EXHAUSTED:
                 raise
         self._shed_one()
         return None
