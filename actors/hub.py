@@ -19,6 +19,7 @@ from wsroom.wire import frame_of
 from . import messages as m
 from .room import RoomActor
 from .runtime import Ask, GeventActor, TellOnlyActor, handles, tell_quietly
+from .shared_room import SharedRoomActor
 
 __all__ = ["CLOSE_ROOM", "HubActor"]
 
@@ -28,10 +29,13 @@ logger = logging.getLogger("wsroom.actors")
 class HubActor(GeventActor):
     """Owns the room map and the shutdown. Never waits on a room inside its mailbox."""
 
-    def __init__(self, hooks: HookSet, policy: ReconnectPolicy) -> None:
+    def __init__(self, hooks: HookSet, policy: ReconnectPolicy, link: Any = None) -> None:
         super().__init__()
         self.hooks = hooks
         self.policy = policy
+        # The backplane's link (``wsroom.backplane.Link``), or None for a hub of one process:
+        # with it, rooms are shared and the API's calls go to Redis, not to a room actor.
+        self.link = link
         self._rooms: dict[RoomID, pykka.ActorRef[Any]] = {}
         self._active: dict[RoomID, None] = {}  # rooms with a member, in order of creation
         self._participants: set[TellOnlyActor] = set()  # participant actors (not in pykka's)
@@ -45,26 +49,41 @@ class HubActor(GeventActor):
 
     def send_to(self, room: RoomID, participant: ParticipantID, envelope: Envelope) -> Any:
         """Deliver to one member: a future of ``Delivery``."""
+        if self.link is not None:
+            self._check_running()
+            return self.link.store.send_to(room, participant, frame_of(envelope).text)
         return self._ask_room(room, m.SendTo(participant, frame_of(envelope)))
 
     def broadcast(
         self, room: RoomID, envelope: Envelope, exclude: Iterable[ParticipantID] = ()
     ) -> Any:
         """Deliver to every member but ``exclude``: a future of ``BroadcastReport``."""
+        if self.link is not None:
+            self._check_running()
+            return self.link.store.broadcast(room, frame_of(envelope).text, exclude)
         return self._ask_room(room, m.Broadcast(frame_of(envelope), frozenset(exclude)))
 
     def close_room(self, room: RoomID) -> Any:
         """Close a room: a future of None once every connection was told to close."""
+        if self.link is not None:
+            self._check_running()
+            return self.link.close_room(room)
         future = self._ask_room(room, CLOSE_ROOM)
         return future.map(lambda _greenlets: None)
 
     def rooms(self) -> list[RoomID]:
         """The rooms that have at least one member."""
         self._check_running()
+        if self.link is not None:
+            rooms: list[RoomID] = self.link.store.rooms()
+            return rooms
         return list(self._active)
 
     def members(self, room: RoomID) -> Any:
         """A future of every member's presence."""
+        if self.link is not None:
+            self._check_running()
+            return self.link.store.members(room)
         return self._ask_room(room, m.Members())
 
     def _ask_room(self, room: RoomID, message: Ask) -> Any:
@@ -84,8 +103,13 @@ class HubActor(GeventActor):
         self._check_running()
         ref = self._rooms.get(msg.room)
         if ref is None:
-            leaving = self._leaving.pop(msg.room, {})
-            ref = RoomActor.start(msg.room, self.actor_ref, self.hooks, self.policy, leaving)
+            if self.link is not None:
+                ref = SharedRoomActor.start(
+                    msg.room, self.actor_ref, self.hooks, self.policy, self.link
+                )
+            else:
+                leaving = self._leaving.pop(msg.room, {})
+                ref = RoomActor.start(msg.room, self.actor_ref, self.hooks, self.policy, leaving)
             self._rooms[msg.room] = ref
         return ref
 
@@ -142,7 +166,7 @@ class HubActor(GeventActor):
         # (and closed their members' connections): their 10,000 wake-ups would otherwise be
         # scheduled ahead of the rooms' on_leave calls.
         self._stopping = gevent.spawn(
-            _wind_down, closing, [participants, rooms, [self.actor_ref]], msg
+            _wind_down, closing, [participants, rooms, [self.actor_ref]], msg, self.link
         )
         return self._stopping
 
@@ -155,6 +179,7 @@ def _wind_down(
     closing: list[Any],
     stages: Sequence[Sequence[pykka.ActorRef[Any] | TellOnlyActor]],
     msg: m.StopHub,
+    link: Any = None,
 ) -> None:
     """Wait for the rooms' ``on_leave`` hooks, then stop the actors stage by stage (the
     participants, which report to rooms; the rooms; this hub actor), within the time.
@@ -211,3 +236,5 @@ def _wind_down(
         logger.warning(
             "%d actors did not stop within the stop timeout; they end on their own", stuck
         )
+    if link is not None:
+        link.stop()

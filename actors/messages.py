@@ -173,6 +173,22 @@ class Expire(Tell):
     """From the room's own timer: end the memberships whose grace period is over."""
 
 
+@attrs.frozen
+class StreamEntries(Tell):
+    """From the backplane's reader: the room stream's next entries, in order (a shared room)."""
+
+    entries: list[Any]
+
+
+@attrs.frozen
+class HandoverLate(Tell):
+    """From a shared room's own timer: connection ``gen`` of ``pid`` still waits for a replaced
+    connection's handover."""
+
+    pid: ParticipantID
+    gen: int
+
+
 # -- to a participant actor ---------------------------------------------------------------
 
 

@@ -101,6 +101,8 @@ class ParticipantActor(TellOnlyActor):
         if closed is not None:
             # The room was closed while on_join ran: the join did happen, so it ends here.
             self.conn.close(1001 if isinstance(closed, HubStopped) else 4000, str(closed))
+            if getattr(closed, "already_left", False):
+                return  # a reconnect of a shared room: its on_leave ran where it was closed
             exc = call_hook(self.hooks.on_leave, self.room, self.pid, closed)
             if exc is not None:
                 log_hook_error("on_leave", exc)

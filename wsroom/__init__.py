@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .envelope import Envelope
 from .errors import (
+    BackplaneUnavailable,
     BadEnvelope,
     CloseConnection,
     Disconnected,
@@ -39,6 +40,7 @@ from .types import (
 # Run from a checkout's root, Python imports the source folder wsroom/ without them, and the bare
 # "No module named 'wsroom.actors'" would not say why or what to do.
 try:
+    from .emitter import Emitter, emitter
     from .hooks import Client, Hooks
     from .hub import Hub, new_hub
 except ModuleNotFoundError as exc:
@@ -54,12 +56,14 @@ except ModuleNotFoundError as exc:
     ) from exc
 
 __all__ = [
+    "BackplaneUnavailable",
     "BadEnvelope",
     "BroadcastReport",
     "Client",
     "CloseConnection",
     "Delivery",
     "Disconnected",
+    "Emitter",
     "Envelope",
     "GraceExpired",
     "HandshakeRejected",
@@ -81,6 +85,7 @@ __all__ = [
     "RoomNotFound",
     "WrongThread",
     "WsroomError",
+    "emitter",
     "new_hub",
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BackplaneUnavailable",
     "BadEnvelope",
     "CloseConnection",
     "Disconnected",
@@ -91,6 +92,11 @@ class HandshakeRejected(WsroomError):
         self.reason = reason
         self.status = status
         self.headers = headers
+
+
+class BackplaneUnavailable(WsroomError):
+    """The backplane (Redis) could not be reached within the hub's bounded wait
+    (``backplane_timeout``); the call did not take effect, or its effect is unknown."""
 
 
 class WrongThread(WsroomError, RuntimeError):

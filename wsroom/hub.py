@@ -68,22 +68,53 @@ class HubOptions:
         return self.rules.allowed_origins
 
 
-def new_hub(hooks: HookSet, policy: ReconnectPolicy, **options: Any) -> Hub:
+def new_hub(
+    hooks: HookSet,
+    policy: ReconnectPolicy,
+    *,
+    backplane: str | None = None,
+    heartbeat_interval: float = 1.0,
+    dead_after: float = 5.0,
+    backplane_timeout: float = 8.0,
+    **options: Any,
+) -> Hub:
     """Start a hub: its actor runs in this process's gevent loop until ``stop()``.
 
     Options (keyword only): ``max_message_size=65536``, ``ping_interval=25.0``,
     ``outbox_max_messages=1024``, ``outbox_max_bytes=4 MiB``, ``allowed_origins=None``,
     ``allowed_hosts=None``, ``trust_forwarded_proto=False``, ``compression=False``,
     ``close_timeout=5.0``.
+
+    ``backplane="redis://host:6379/0"`` makes the hub one of many processes serving the same
+    rooms (needs the extra ``wsroom[redis]``): a process silent for ``dead_after`` seconds (it
+    beats every ``heartbeat_interval``) is dead to the others, and a call that cannot reach
+    Redis within ``backplane_timeout`` seconds raises ``BackplaneUnavailable``.
     """
-    return Hub(hooks, policy, HubOptions(**options))
+    link = None
+    if backplane is not None:
+        try:
+            from .backplane.link import Link
+        except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
+            raise ImportError(
+                "new_hub(backplane=...) needs the redis client: pip install 'wsroom[redis]'"
+            ) from exc
+        link = Link(
+            backplane,
+            hooks,
+            timeout=backplane_timeout,
+            heartbeat_interval=heartbeat_interval,
+            dead_after=dead_after,
+        )
+    return Hub(hooks, policy, HubOptions(**options), link)
 
 
 class Hub:
     """The room hub. Its methods block the calling greenlet (cooperatively) until answered;
     ``hub.proxy`` offers the same calls as pykka futures."""
 
-    def __init__(self, hooks: HookSet, policy: ReconnectPolicy, options: HubOptions) -> None:
+    def __init__(
+        self, hooks: HookSet, policy: ReconnectPolicy, options: HubOptions, link: Any = None
+    ) -> None:
         for name in ("on_join", "on_message", "on_leave"):
             if not callable(getattr(hooks, name, None)):
                 raise TypeError(f"hooks has no callable {name}()")
@@ -92,7 +123,8 @@ class Hub:
         self.options = options
         # The OS thread whose gevent loop runs the actors: gevent's primitives belong to it.
         self._thread = _os_thread_id()
-        self._ref: pykka.ActorRef[HubActor] = HubActor.start(hooks, policy)
+        self._link = link
+        self._ref: pykka.ActorRef[HubActor] = HubActor.start(hooks, policy, link)
         #: The hub actor's pykka proxy: the same calls, answered with futures.
         self.proxy: Any = self._ref.proxy()
 
@@ -102,6 +134,11 @@ class Hub:
         self, room: RoomID | str, participant: ParticipantID | str, envelope: Envelope
     ) -> Delivery:
         """Deliver ``envelope`` to one member: ``SENT`` if live, ``QUEUED`` if offline."""
+        if self._link is not None:
+            self._check_shared()
+            return self._link.store.send_to(  # type: ignore[no-any-return]
+                RoomID(room), ParticipantID(participant), frame_of(envelope).text
+            )
         message = m.SendTo(ParticipantID(participant), frame_of(envelope))
         return self._ask_room(RoomID(room), message)  # type: ignore[no-any-return]
 
@@ -110,18 +147,33 @@ class Hub:
     ) -> BroadcastReport:
         """Deliver ``envelope`` to every member but ``exclude``, encoded once for all."""
         skip = frozenset(ParticipantID(p) for p in exclude)
+        if self._link is not None:
+            self._check_shared()
+            return self._link.store.broadcast(  # type: ignore[no-any-return]
+                RoomID(room), frame_of(envelope).text, skip
+            )
         return self._ask_room(RoomID(room), m.Broadcast(frame_of(envelope), skip))  # type: ignore[no-any-return]
 
     def close_room(self, room: RoomID | str) -> None:
         """Close every connection with 4000, end every membership with ``RoomClosed``."""
+        if self._link is not None:
+            self._check_shared()
+            self._link.close_room(RoomID(room))
+            return
         self._ask_room(RoomID(room), CLOSE_ROOM)
 
     def rooms(self) -> list[RoomID]:
         """Every room that has a member."""
+        if self._link is not None:
+            self._check_shared()
+            return self._link.store.rooms()  # type: ignore[no-any-return]
         return self._ask(lambda: self.proxy.rooms())  # type: ignore[no-any-return]
 
     def members(self, room: RoomID | str) -> dict[ParticipantID, Presence]:
         """Every member of ``room``, ``ONLINE`` or ``OFFLINE`` (inside its grace period)."""
+        if self._link is not None:
+            self._check_shared()
+            return self._link.store.members(RoomID(room))  # type: ignore[no-any-return]
         return self._ask_room(RoomID(room), m.Members())  # type: ignore[no-any-return]
 
     def _ask_room(self, room: RoomID, message: Ask) -> Any:
@@ -137,6 +189,12 @@ class Hub:
                 pass  # that room was reaped; the hub knows whether a new one stands there
         ref: pykka.ActorRef[Any] = self._ask(lambda: self._ref.ask(m.FindRoom(room), block=False))
         return self._ask(lambda: ref.ask(message, block=False))
+
+    def _check_shared(self) -> None:
+        # With a backplane the calls go to Redis from the caller's greenlet, not to an actor.
+        self._check_thread()
+        if not self._ref.is_alive():
+            raise HubStopped()
 
     def _check_thread(self) -> None:
         if _os_thread_id() != self._thread:

@@ -1,0 +1,298 @@
+"""The room actor of a hub on a backplane: this process's connections in one shared room.
+
+Membership, presence, grace and queues live in Redis (``wsroom.backplane``); this actor
+attaches and detaches this process's connections there, and fans the room's stream out to
+them: it stays the one place where a room's fan-out happens in a process. Like ``RoomActor``
+it never asks another actor, and runs hooks in greenlets of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import partial
+from typing import Any
+
+import gevent
+import pykka
+
+from wsroom.errors import Disconnected, RoomClosed
+from wsroom.hooks import HookSet
+from wsroom.types import ParticipantID, Presence, ReconnectPolicy, RoomID
+from wsroom.wire import OutFrame
+
+from . import messages as m
+from .hookcall import spawn_hook
+from .local_room import Entry, LocalConn, LocalRoom
+from .runtime import GeventActor, handles, tell_quietly
+from .state import JoinTicket
+
+__all__ = ["HANDOVER_WAIT", "SharedRoomActor"]
+
+logger = logging.getLogger("wsroom.actors")
+
+HANDOVER_WAIT = 5.0
+"""Seconds a join waits for a replaced connection's process to hand its unsent envelopes over
+before it goes live without them (that process is presumed gone)."""
+
+
+class SharedRoomActor(GeventActor):
+    """Owns one ``LocalRoom``; its state changes go through the backplane's ``Store``."""
+
+    def __init__(
+        self,
+        room: RoomID,
+        hub: pykka.ActorRef[Any],
+        hooks: HookSet,
+        policy: ReconnectPolicy,
+        link: Any,
+    ) -> None:
+        super().__init__()
+        self.room = room
+        self.hub = hub
+        self.hooks = hooks
+        self.policy = policy
+        self.link = link
+        self.store = link.store
+        self.local = LocalRoom()
+        self.closed = False
+        self._subscribed = False
+        self._hooks_running: set[gevent.Greenlet[Any, Any]] = set()
+
+    # -- joins ----------------------------------------------------------------------------
+
+    @handles(m.BeginJoin)
+    def _begin_join(self, msg: m.BeginJoin) -> m.Admission:
+        if self.closed:
+            raise m.RoomIsGone(self.room)
+        joined = self.store.begin_join(
+            self.room,
+            msg.pid,
+            self.link.proc,
+            self.policy.grace_period,
+            self.policy.max_queued_per_conn,
+        )
+        self.local.attach(msg.pid, joined.gen, msg.conn, joined.tail, joined.reconnect)
+        if not self._subscribed:
+            self._subscribed = True
+            self.local.last_done = self.local.by_gen[joined.gen].since
+            self.link.subscribe(self.room, self.actor_ref, joined.tail)
+        return m.Admission(JoinTicket(joined.gen, joined.reconnect))
+
+    @handles(m.CompleteJoin)
+    def _complete_join(self, msg: m.CompleteJoin) -> BaseException | None:
+        lc = self.local.by_gen.get(msg.gen)
+        if lc is None:
+            return None
+        answer = self.store.complete_join(self.room, msg.pid, msg.gen)
+        if answer.get("gone"):
+            # The room was closed while on_join ran. A first join did happen and ends here
+            # (the participant runs its on_leave); a reconnect's leave was the closer's.
+            self._detach(lc)
+            return RoomClosed() if not lc.reconnect else _AlreadyLeft()
+        self._went_live(lc, answer)
+        return None
+
+    def _went_live(self, lc: LocalConn, answer: dict[str, Any]) -> None:
+        if answer.get("wait"):
+            # A replaced connection elsewhere still has to hand over what it never wrote.
+            lc.awaiting_handover = True
+            timer = gevent.get_hub().loop.timer(HANDOVER_WAIT)
+            timer.start(partial(tell_quietly, self.actor_ref, m.HandoverLate(lc.pid, lc.gen)))
+            return
+        if not answer.get("ok"):
+            return  # stale: replaced meanwhile
+        self.local.go_live(lc, answer["tail"])
+        if answer.get("back"):
+            self._presence(lc.pid, Presence.ONLINE)
+        self._flush(lc, answer["frames"])
+
+    def _flush(self, lc: LocalConn, frames: list[str]) -> None:
+        conn = lc.conn
+        for i, text in enumerate(frames):
+            if not conn.offer(OutFrame(text)):
+                # The backlog is bigger than the outbox: the rest waits in Redis until it drains.
+                self.local.pause(lc)
+                self.store.hold(self.room, lc.pid, lc.gen, frames[i:])
+                conn.when_drained(partial(tell_quietly, self.actor_ref, m.Flush(lc.pid, lc.gen)))
+                return
+
+    @handles(m.Flush)
+    def _resume_flush(self, msg: m.Flush) -> None:
+        self._retry_join(msg.gen)
+
+    def _retry_join(self, gen: int) -> None:
+        lc = self.local.by_gen.get(gen)
+        if lc is None:
+            return
+        answer = self.store.complete_join(self.room, lc.pid, gen)
+        if answer.get("gone"):
+            lc.conn.close(4000, "room closed")
+            self._detach(lc)
+            return
+        self._went_live(lc, answer)
+
+    @handles(m.FailJoin)
+    def _fail_join(self, msg: m.FailJoin) -> None:
+        lc = self.local.by_gen.get(msg.gen)
+        if lc is not None:
+            self._detach(lc)
+        if self.store.fail_join(self.room, msg.pid, msg.gen):
+            self._leave(msg.pid, msg.reason)
+        self._reap_if_empty()
+
+    # -- disconnects ------------------------------------------------------------------------
+
+    @handles(m.Disconnect)
+    def _disconnect(self, msg: m.Disconnect) -> None:
+        lc = self.local.by_gen.get(msg.gen)
+        if lc is None:
+            return  # replaced (and handed over) or departed already
+        self._offline(lc, msg.code, msg.reason)
+        self._reap_if_empty()
+
+    def _offline(self, lc: LocalConn, code: int, reason: str) -> None:
+        after = self.local.after(lc)
+        unsent = [f.text for f in lc.conn.take_unsent()]
+        self._detach(lc)
+        answer = self.store.go_offline(
+            self.room, lc.pid, lc.gen, self.link.proc, after, code, reason, unsent
+        )
+        if "offline" in answer:
+            self.link.note_deadline(answer["offline"])
+            self._presence(lc.pid, Presence.OFFLINE)
+        elif "left" in answer:
+            self._leave(lc.pid, Disconnected(code, reason))
+
+    # -- the room's stream --------------------------------------------------------------------
+
+    @handles(m.StreamEntries)
+    def _entries(self, msg: m.StreamEntries) -> None:
+        local = self.local
+        for sid, fields in msg.entries:
+            entry = Entry.of(sid, fields)
+            if entry.sid <= local.last_done:
+                continue
+            kind = entry.kind
+            if kind == "b":
+                self._fan_out(entry)
+            elif kind == "s":
+                lc = local.target(entry)
+                if lc is not None and not lc.conn.push(OutFrame(entry.fields["f"])):
+                    self._slow_consumer(lc)
+            elif kind == "r":
+                self._replaced(entry)
+            elif kind == "h":
+                self._handed_over(entry)
+            elif kind == "c":
+                self._closed(entry)
+            local.last_done = entry.sid
+        self._reap_if_empty()
+
+    def _fan_out(self, entry: Entry) -> None:
+        fields = entry.fields
+        x = fields.get("x", "[]")
+        exclude = frozenset(_json_list(x)) if x != "[]" else frozenset()
+        frame = OutFrame(fields["f"])  # framed once per process, the same bytes for every member
+        targets = self.local.broadcast_targets(entry, exclude)
+        for lc in [lc for lc in targets if not lc.conn.push(frame)]:
+            self._slow_consumer(lc)
+
+    def _slow_consumer(self, lc: LocalConn) -> None:
+        # The connection closed itself with 4008; what it missed from this entry on goes to its
+        # queue in Redis (``after`` is the last entry finished before this one).
+        self._offline(lc, 4008, "slow consumer")
+
+    def _replaced(self, entry: Entry) -> None:
+        old = self.local.by_gen.get(int(entry.fields.get("g", "0")))
+        if old is None or old.since >= entry.sid:
+            return
+        after = self.local.after(old)
+        unsent = [f.text for f in old.conn.take_unsent()]
+        old.conn.close(4001, "replaced")
+        self._detach(old)
+        self.store.handover(self.room, old.pid, self.link.proc, old.gen, after, unsent)
+
+    def _handed_over(self, entry: Entry) -> None:
+        lc = self.local.by_gen.get(int(entry.fields.get("g", "0")))
+        if lc is not None and lc.awaiting_handover:
+            lc.awaiting_handover = False
+            self._retry_join(lc.gen)
+
+    @handles(m.HandoverLate)
+    def _handover_late(self, msg: m.HandoverLate) -> None:
+        lc = self.local.by_gen.get(msg.gen)
+        if lc is None or not lc.awaiting_handover:
+            return
+        logger.warning(
+            "room %r: no handover for %r within %.0fs; going live without it",
+            self.room,
+            lc.pid,
+            HANDOVER_WAIT,
+        )
+        self.store.drop_handovers(self.room, lc.pid)
+        lc.awaiting_handover = False
+        self._retry_join(lc.gen)
+
+    def _closed(self, entry: Entry) -> None:
+        code = int(entry.fields.get("code", "4000"))
+        why = entry.fields.get("why", "room closed")
+        for lc in self.local.older_than(entry):
+            lc.conn.close(code, why)
+            self._detach(lc)
+
+    # -- leaving this process -------------------------------------------------------------------
+
+    @handles(m.CloseRoom)
+    def _depart(self, msg: m.CloseRoom) -> list[gevent.Greenlet[Any, Any]]:
+        """``stop()`` on a backplane: this process leaves; its connections close with
+        ``msg.code`` and go OFFLINE for their grace, as if dropped (no ``on_leave``)."""
+        self.closed = True
+        for lc in list(self.local.by_gen.values()):
+            lc.conn.close(msg.code, msg.text)
+            try:
+                self._offline(lc, msg.code, msg.text)
+            except Exception:  # noqa: BLE001 -- Redis away: the survivors' reaper ends them
+                logger.warning("room %r: could not hand %r to the backplane", self.room, lc.pid)
+        self._unsubscribe()
+        return list(self._hooks_running)
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    def _detach(self, lc: LocalConn) -> None:
+        self.local.detach(lc)
+
+    def _reap_if_empty(self) -> None:
+        if self.local.empty and not self.closed:
+            self.closed = True
+            self._unsubscribe()
+            self.hub.tell(m.RoomGone(self.room, self.actor_ref))
+
+    def _unsubscribe(self) -> None:
+        if self._subscribed:
+            self._subscribed = False
+            self.link.unsubscribe(self.room, self.actor_ref)
+
+    def _presence(self, pid: ParticipantID, presence: Presence) -> None:
+        on_presence = getattr(self.hooks, "on_presence", None)
+        if on_presence is not None:
+            self._track(spawn_hook("on_presence", on_presence, self.room, pid, presence))
+
+    def _leave(self, pid: ParticipantID, reason: BaseException) -> None:
+        self._track(spawn_hook("on_leave", self.hooks.on_leave, self.room, pid, reason))
+
+    def _track(self, greenlet: gevent.Greenlet[Any, Any]) -> None:
+        self._hooks_running.add(greenlet)
+        greenlet.rawlink(self._hooks_running.discard)
+
+
+class _AlreadyLeft(RoomClosed):
+    """The room closed while a reconnect's ``on_join`` ran: its ``on_leave`` ran where the room
+    was closed; the participant only closes its connection."""
+
+    already_left = True
+
+
+def _json_list(text: str) -> list[str]:
+    value = json.loads(text)
+    return value if isinstance(value, list) else []

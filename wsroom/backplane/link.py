@@ -1,0 +1,228 @@
+"""One hub process's link to the backplane: its identity, its heartbeat, the reader of the room
+streams it serves, and the keeper that ends memberships nobody else will.
+
+Two greenlets. The reader owns the subscriptions (room → actor, position): one blocking XREAD
+over every subscribed room's stream, entries told in order to each room's actor. The keeper
+beats, expires grace periods (whichever process claims a deadline runs its ``on_leave``,
+exactly once), declares silent processes dead (their members go OFFLINE for their grace) and
+runs the leaves of rooms closed by an emitter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.queue
+import redis
+
+from wsroom.actors import messages as m
+from wsroom.actors.hookcall import call_hook, log_hook_error, spawn_hook
+from wsroom.actors.runtime import tell_quietly
+from wsroom.errors import Disconnected, GraceExpired, RoomClosed
+from wsroom.hooks import HookSet
+from wsroom.types import ParticipantID, Presence, RoomID
+
+from .store import Store, connect, room_stream, stream_room
+
+__all__ = ["Link"]
+
+logger = logging.getLogger("wsroom.backplane")
+
+_READ_BLOCK_MS = 1000
+_READ_COUNT = 512
+_TICK = 0.2
+
+
+class Link:
+    """The backplane as one process sees it; started by ``new_hub(backplane=...)``."""
+
+    def __init__(
+        self,
+        url: str,
+        hooks: HookSet,
+        *,
+        timeout: float = 8.0,
+        heartbeat_interval: float = 1.0,
+        dead_after: float = 5.0,
+    ) -> None:
+        if heartbeat_interval <= 0 or dead_after <= heartbeat_interval:
+            raise ValueError("need 0 < heartbeat_interval < dead_after")
+        if timeout <= 0:
+            raise ValueError("backplane_timeout must be > 0")
+        self.url = url
+        self.hooks = hooks
+        self.proc = f"{os.getpid()}.{os.urandom(6).hex()}"
+        self.heartbeat_interval = heartbeat_interval
+        self.dead_after = dead_after
+        self.store = Store(connect(url, gevent_sockets=True), timeout, sleep=gevent.sleep)
+        self._reader_client = connect(
+            url, gevent_sockets=True, socket_timeout=_READ_BLOCK_MS / 1000 + 5
+        )
+        self._wake_key = f"wsroom:proc:{self.proc}:wake"
+        self._commands: gevent.queue.SimpleQueue[tuple[str, RoomID, Any, str]] = (
+            gevent.queue.SimpleQueue()
+        )
+        self._stopped = gevent.event.Event()
+        self._next_deadline: float | None = None  # Redis ms of the earliest grace end known
+        self._kick = gevent.event.Event()
+        self.store.heartbeat(self.proc)  # fails fast (BackplaneUnavailable) on a wrong url
+        self._greenlets = [gevent.spawn(self._read_loop), gevent.spawn(self._keep_loop)]
+
+    # -- the room actors' calls ---------------------------------------------------------------
+
+    def subscribe(self, room: RoomID, ref: Any, start: str) -> None:
+        """Deliver ``room``'s stream entries after ``start`` to ``ref``, in order."""
+        self._commands.put(("sub", room, ref, start))
+        self._wake()
+
+    def unsubscribe(self, room: RoomID, ref: Any) -> None:
+        self._commands.put(("unsub", room, ref, ""))
+
+    def note_deadline(self, deadline_ms: float) -> None:
+        """A grace period ends at ``deadline_ms`` (Redis time): the keeper looks then."""
+        self._kick.set()
+
+    def close_room(self, room: RoomID) -> None:
+        """Close ``room`` everywhere (4000 on every process, through its stream); this process
+        runs every member's ``on_leave(RoomClosed)``, one after another in one greenlet."""
+        leaves = self.store.close_room(room, 4000, "room closed", run_here=True)
+        if leaves:
+            hooks = self.hooks
+
+            def run() -> None:
+                for pid in leaves:
+                    exc = call_hook(hooks.on_leave, room, pid, RoomClosed())
+                    if exc is not None:
+                        log_hook_error("on_leave", exc)
+
+            gevent.spawn(run)
+
+    def _wake(self) -> None:
+        try:
+            self.store.client.xadd(self._wake_key, {"w": "1"}, maxlen=1, approximate=False)
+        except redis.RedisError:
+            pass  # the reader sees the subscription at its next turn anyway
+
+    # -- the reader ---------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        subs: dict[RoomID, list[Any]] = {}  # room -> [actor ref, last id]
+        wake_last = "$"
+        failing = False
+        client = self._reader_client
+        while not self._stopped.is_set():
+            while not self._commands.empty():
+                op, room, ref, start = self._commands.get()
+                if op == "sub":
+                    subs[room] = [ref, start]
+                elif subs.get(room, [None])[0] is ref:
+                    del subs[room]
+            streams: dict[Any, Any] = {room_stream(r): s[1] for r, s in subs.items()}
+            streams[self._wake_key] = wake_last
+            try:
+                answer: Any = client.xread(streams, count=_READ_COUNT, block=_READ_BLOCK_MS)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                if not failing:
+                    logger.warning("backplane reader: %s; retrying", exc)
+                    failing = True
+                self._stopped.wait(0.2)
+                continue
+            except Exception:
+                logger.exception("backplane reader failed; retrying")
+                self._stopped.wait(0.5)
+                continue
+            if failing:
+                logger.warning("backplane reader: connected again")
+                failing = False
+            for key, entries in answer or ():
+                if key == self._wake_key:
+                    wake_last = entries[-1][0]
+                    continue
+                sub = subs.get(RoomID(stream_room(key)))
+                if sub is None or not entries:
+                    continue
+                sub[1] = entries[-1][0]
+                tell_quietly(sub[0], m.StreamEntries(entries))
+
+    # -- the keeper ---------------------------------------------------------------------------
+
+    def _keep_loop(self) -> None:
+        last_beat = 0.0
+        healthy_since = time.monotonic()
+        failing = False
+        while not self._stopped.is_set():
+            now = time.monotonic()
+            try:
+                if now - last_beat >= self.heartbeat_interval:
+                    self.store.heartbeat(self.proc)
+                    last_beat = now
+                    # Declare others dead only after beating for a whole dead_after ourselves:
+                    # after an outage every process's last beat is old.
+                    if now - healthy_since >= self.dead_after:
+                        self._reap_dead()
+                self._expire()
+                self._closed_elsewhere()
+                if failing:
+                    logger.warning("backplane keeper: connected again")
+                    failing = False
+            except Exception as exc:  # noqa: BLE001 -- the keeper must outlive any outage
+                if not failing:
+                    logger.warning("backplane keeper: %s; retrying", exc)
+                    failing = True
+                healthy_since = time.monotonic()
+            self._kick.clear()
+            self._kick.wait(_TICK)
+
+    def _expire(self) -> None:
+        answer = self.store.expire()
+        for room, pid, code, reason in answer["leaves"]:
+            expired = GraceExpired()
+            expired.__cause__ = Disconnected(int(code), str(reason))
+            spawn_hook("on_leave", self.hooks.on_leave, RoomID(room), ParticipantID(pid), expired)
+
+    def _reap_dead(self) -> None:
+        answer = self.store.reap_dead(self.dead_after, self.proc)
+        on_presence = getattr(self.hooks, "on_presence", None)
+        for room, pid in answer["offline"]:
+            logger.info("member %r of room %r went offline with its process", pid, room)
+            if on_presence is not None:
+                spawn_hook(
+                    "on_presence", on_presence, RoomID(room), ParticipantID(pid), Presence.OFFLINE
+                )
+        for room, pid, code, reason in answer["left"]:
+            spawn_hook(
+                "on_leave",
+                self.hooks.on_leave,
+                RoomID(room),
+                ParticipantID(pid),
+                Disconnected(int(code), str(reason)),
+            )
+        if answer["offline"] or answer["left"]:
+            self._kick.set()
+
+    def _closed_elsewhere(self) -> None:
+        for room, pid, _why in self.store.take_leaves():
+            spawn_hook(
+                "on_leave", self.hooks.on_leave, RoomID(room), ParticipantID(pid), RoomClosed()
+            )
+
+    # -- the end ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """This process leaves the backplane: no more beats, reads or reaping."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._kick.set()
+        try:
+            self.store.leave_proc(self.proc)
+        except Exception as exc:  # noqa: BLE001 -- survivors notice the silence instead
+            logger.warning("could not leave the backplane cleanly: %s", exc)
+        gevent.killall(self._greenlets, block=True, timeout=2.0)
+        for client in (self.store.client, self._reader_client):
+            client.connection_pool.disconnect()
