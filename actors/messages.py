@@ -189,6 +189,11 @@ class HandoverLate(Tell):
     gen: int
 
 
+@attrs.frozen
+class RetryReports(Tell):
+    """From a shared room's own timer: try again the reports the backplane did not take."""
+
+
 # -- to a participant actor ---------------------------------------------------------------
 
 

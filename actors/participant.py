@@ -9,7 +9,13 @@ from typing import Any
 import pykka
 
 from wsroom.envelope import decode, error_frame
-from wsroom.errors import BadEnvelope, CloseConnection, HubStopped, WsroomError
+from wsroom.errors import (
+    BackplaneUnavailable,
+    BadEnvelope,
+    CloseConnection,
+    HubStopped,
+    WsroomError,
+)
 from wsroom.hooks import Client, HookSet
 from wsroom.types import Identity, JoinContext, ParticipantID, RoomID
 from wsroom.wire import OutFrame
@@ -86,6 +92,9 @@ class ParticipantActor(TellOnlyActor):
             ticket = self._ticket = self._begin_join()
         except HubStopped:
             self.conn.close(1001, "hub stopped")
+            return
+        except BackplaneUnavailable:
+            self.conn.close(1013, "backplane unavailable")
             return
         assert self._room_ref is not None
         hook_room.set(HookRoom(self.hub, self.room, self._room_ref))

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import gevent
 import pykka
 
-from wsroom.errors import Disconnected, RoomClosed
+from wsroom.errors import BackplaneUnavailable, Disconnected, RoomClosed
 from wsroom.hooks import HookSet
 from wsroom.types import ParticipantID, Presence, ReconnectPolicy, RoomID
 from wsroom.wire import OutFrame
@@ -31,6 +33,8 @@ __all__ = ["HANDOVER_WAIT", "SharedRoomActor"]
 
 logger = logging.getLogger("wsroom.actors")
 
+RETRY_EVERY = 0.5
+"""Seconds between attempts to report a change while the backplane is unreachable."""
 HANDOVER_WAIT = 5.0
 """Seconds a join waits for a replaced connection's process to hand its unsent envelopes over
 before it goes live without them (that process is presumed gone)."""
@@ -58,6 +62,8 @@ class SharedRoomActor(GeventActor):
         self.closed = False
         self._subscribed = False
         self._hooks_running: set[gevent.Greenlet[Any, Any]] = set()
+        # Reports Redis has not taken yet (it was away), oldest first; see ``_persist``.
+        self._unreported: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
 
     # -- joins ----------------------------------------------------------------------------
 
@@ -84,7 +90,13 @@ class SharedRoomActor(GeventActor):
         lc = self.local.by_gen.get(msg.gen)
         if lc is None:
             return None
-        answer = self.store.complete_join(self.room, msg.pid, msg.gen)
+        try:
+            answer = self.store.complete_join(self.room, msg.pid, msg.gen)
+        except BackplaneUnavailable:
+            # The member is joined in Redis's eyes as soon as it can be told; until then what
+            # is sent to it waits there.
+            self._later(m.Flush(lc.pid, lc.gen))
+            return None
         if answer.get("gone"):
             # The room was closed while on_join ran. A first join did happen and ends here
             # (the participant runs its on_leave); a reconnect's leave was the closer's.
@@ -125,7 +137,11 @@ class SharedRoomActor(GeventActor):
         lc = self.local.by_gen.get(gen)
         if lc is None:
             return
-        answer = self.store.complete_join(self.room, lc.pid, gen)
+        try:
+            answer = self.store.complete_join(self.room, lc.pid, gen)
+        except BackplaneUnavailable:
+            self._later(m.Flush(lc.pid, gen))
+            return
         if answer.get("gone"):
             lc.conn.close(4000, "room closed")
             self._detach(lc)
@@ -155,6 +171,11 @@ class SharedRoomActor(GeventActor):
         after = self.local.after(lc)
         unsent = [f.text for f in lc.conn.take_unsent()]
         self._detach(lc)
+        self._persist(self._report_offline, lc, after, code, reason, unsent)
+
+    def _report_offline(
+        self, lc: LocalConn, after: str, code: int, reason: str, unsent: list[str]
+    ) -> None:
         answer = self.store.go_offline(
             self.room, lc.pid, lc.gen, self.link.proc, after, code, reason, unsent
         )
@@ -211,7 +232,9 @@ class SharedRoomActor(GeventActor):
         unsent = [f.text for f in old.conn.take_unsent()]
         old.conn.close(4001, "replaced")
         self._detach(old)
-        self.store.handover(self.room, old.pid, self.link.proc, old.gen, after, unsent)
+        self._persist(
+            self.store.handover, self.room, old.pid, self.link.proc, old.gen, after, unsent
+        )
 
     def _handed_over(self, entry: Entry) -> None:
         lc = self.local.by_gen.get(int(entry.fields.get("g", "0")))
@@ -259,11 +282,42 @@ class SharedRoomActor(GeventActor):
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
+    def _persist(self, report: Callable[..., Any], *args: Any) -> None:
+        """Tell the backplane of a change it must not miss (a connection gone, a handover):
+        while Redis is away, retry every ``RETRY_EVERY`` seconds, in order, until it is back."""
+        if self._unreported:
+            self._unreported.append((report, args))
+            return
+        try:
+            report(*args)
+        except BackplaneUnavailable:
+            self._unreported.append((report, args))
+            self._retry_later()
+
+    def _retry_later(self) -> None:
+        self._later(m.RetryReports())
+
+    def _later(self, msg: Any) -> None:
+        timer = gevent.get_hub().loop.timer(RETRY_EVERY)
+        timer.start(partial(tell_quietly, self.actor_ref, msg))
+
+    @handles(m.RetryReports)
+    def _retry_reports(self, _msg: m.RetryReports) -> None:
+        while self._unreported:
+            report, args = self._unreported[0]
+            try:
+                report(*args)
+            except BackplaneUnavailable:
+                self._retry_later()
+                return
+            self._unreported.popleft()
+        self._reap_if_empty()
+
     def _detach(self, lc: LocalConn) -> None:
         self.local.detach(lc)
 
     def _reap_if_empty(self) -> None:
-        if self.local.empty and not self.closed:
+        if self.local.empty and not self.closed and not self._unreported:
             self.closed = True
             self._unsubscribe()
             self.hub.tell(m.RoomGone(self.room, self.actor_ref))

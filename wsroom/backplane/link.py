@@ -219,10 +219,8 @@ class Link:
             return
         self._stopped.set()
         self._kick.set()
-        try:
-            self.store.leave_proc(self.proc)
-        except Exception as exc:  # noqa: BLE001 -- survivors notice the silence instead
-            logger.warning("could not leave the backplane cleanly: %s", exc)
+        # No goodbye in Redis: the survivors declare this process dead once its beats stop,
+        # which also ends whatever its rooms could not report while Redis was away.
         gevent.killall(self._greenlets, block=True, timeout=2.0)
         for client in (self.store.client, self._reader_client):
             client.connection_pool.disconnect()
