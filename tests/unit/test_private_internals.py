@@ -271,3 +271,30 @@ def test_pykka_private_types_import(module: str, name: str) -> None:
     except ImportError:
         found = False
     assert found, pykka_broke(f"{module}.{name} no longer imports")
+
+
+def redis_broke(what: str) -> str:
+    return broke("redis", what, "wsroom/backplane/_redis_gevent.py (GeventConnection)")
+
+
+def test_redis_connection_still_connects_through_connect_hook() -> None:
+    redis = pytest.importorskip("redis")
+    from wsroom.backplane._redis_gevent import GeventConnection
+
+    assert callable(getattr(redis.Connection, "_connect", None)), redis_broke(
+        "Connection._connect is gone"
+    )
+    assert "_connect" in redis.Connection.__dict__, redis_broke(
+        "Connection no longer defines _connect itself"
+    )
+    listener = gevent.socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    conn = GeventConnection(host="127.0.0.1", port=listener.getsockname()[1])
+    try:
+        conn.connect_check_health = False
+        sock = conn._connect()
+        assert isinstance(sock, gevent.socket.socket), redis_broke("the socket is not gevent's")
+        sock.close()
+    finally:
+        listener.close()

@@ -1,0 +1,153 @@
+"""The shared rules (the Lua scripts in ``wsroom.backplane.scripts``) called directly on a real
+Redis, without hubs or sockets: generations, exactly-once claims, handover order, counts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import wait_until
+
+import wsroom
+from wsroom.backplane.store import Store, connect, room_stream
+
+R = wsroom.RoomID("room")
+ALICE, BOB = wsroom.ParticipantID("alice"), wsroom.ParticipantID("bob")
+
+
+@pytest.fixture
+def store(redis_url: str) -> Store:
+    return Store(connect(redis_url, gevent_sockets=False), timeout=3.0)
+
+
+def live(store: Store, pid: wsroom.ParticipantID, proc: str = "A", grace: float = 5.0,
+         maxq: int = 4) -> int:
+    joined = store.begin_join(R, pid, proc, grace, maxq)
+    answer = store.complete_join(R, pid, joined.gen)
+    assert answer["ok"]
+    return joined.gen
+
+
+def frames_queued(store: Store, pid: str) -> list[str]:
+    return list(store.client.lrange(f"wsroom:r:{{{R}}}:q:{pid}", 0, -1))
+
+
+def last_id(store: Store) -> str:
+    entries = store.client.xrevrange(room_stream(R), count=1)
+    return entries[0][0] if entries else "0-0"
+
+
+def test_a_first_join_is_a_member_only_once_on_join_returned(store: Store) -> None:
+    joined = store.begin_join(R, ALICE, "A", 5.0, 4)
+    assert not joined.reconnect
+    with pytest.raises(wsroom.RoomNotFound):
+        store.members(R)
+    store.complete_join(R, ALICE, joined.gen)
+    assert store.members(R) == {ALICE: wsroom.Presence.ONLINE}
+    assert store.rooms() == [R]
+
+
+def test_a_stale_disconnect_cannot_evict_a_newer_connection(store: Store) -> None:
+    old = live(store, ALICE)
+    new = store.begin_join(R, ALICE, "B", 5.0, 4)
+    store.handover(R, ALICE, "A", old, last_id(store), [])
+    assert store.complete_join(R, ALICE, new.gen)["ok"]
+    answer = store.go_offline(R, ALICE, old, "A", "0-0", 1006, "", [])
+    assert answer == {"stale": True}
+    assert store.members(R) == {ALICE: wsroom.Presence.ONLINE}
+
+
+def test_report_counts_live_queued_and_dropped_with_exclude(store: Store) -> None:
+    live(store, ALICE)
+    gen = live(store, BOB, maxq=1)
+    store.go_offline(R, BOB, gen, "A", last_id(store), 1006, "", [])
+    report = store.broadcast(R, "1", [])
+    assert report == wsroom.BroadcastReport(sent=1, queued=1, dropped=())
+    report = store.broadcast(R, "2", [ALICE])
+    assert report == wsroom.BroadcastReport(sent=0, queued=0, dropped=(BOB,))
+    with pytest.raises(wsroom.ParticipantOffline):
+        store.send_to(R, BOB, "3")
+    assert frames_queued(store, BOB) == ["1"]
+
+
+def test_going_offline_queues_what_the_connection_missed_in_stream_order(store: Store) -> None:
+    live(store, ALICE)
+    gen = live(store, BOB, maxq=10)
+    seen = last_id(store)  # the process delivered everything up to here to bob
+    store.broadcast(R, "b1", [])
+    store.send_to(R, BOB, "s2")
+    store.send_to(R, ALICE, "not-bob")
+    store.broadcast(R, "b3", [BOB])
+    store.go_offline(R, BOB, gen, "A", seen, 1006, "", ["unsent0"])
+    store.broadcast(R, "b4", [])
+    assert frames_queued(store, BOB) == ["unsent0", "b1", "s2", "b4"]
+
+
+def test_a_replaced_connection_hands_over_before_the_new_one_goes_live(store: Store) -> None:
+    gen = live(store, BOB, maxq=10)
+    seen = last_id(store)
+    store.broadcast(R, "before", [])  # counted sent to the old connection
+    new = store.begin_join(R, BOB, "B", 5.0, 10)
+    assert new.reconnect
+    store.broadcast(R, "after", [])  # queued for the new one
+    assert store.complete_join(R, BOB, new.gen) == {"wait": True}
+    store.handover(R, BOB, "A", gen, seen, ["unsent"])
+    answer = store.complete_join(R, BOB, new.gen)
+    assert answer["ok"] and answer["frames"] == ["unsent", "before", "after"]
+    kinds = [fields["k"] for _, fields in store.client.xrange(room_stream(R))]
+    assert kinds == ["b", "r", "b", "h"]
+
+
+def test_grace_expiry_is_claimed_by_exactly_one_caller(store: Store, redis_url: str) -> None:
+    other = Store(connect(redis_url, gevent_sockets=False), timeout=3.0)
+    gen = live(store, ALICE, grace=0.05)
+    store.go_offline(R, ALICE, gen, "A", last_id(store), 1001, "bye", [])
+    leaves: list[list[object]] = []
+
+    def claimed() -> bool:
+        leaves.extend(store.expire()["leaves"])
+        leaves.extend(other.expire()["leaves"])
+        return bool(leaves)
+
+    wait_until(claimed, timeout=3)
+    assert leaves == [[R, ALICE, 1001, "bye"]]
+    assert store.expire()["leaves"] == [] and other.expire()["leaves"] == []
+    assert store.rooms() == []
+
+
+def test_a_silent_process_is_reaped_once_and_its_members_go_offline(store: Store) -> None:
+    store.heartbeat("dead")
+    live(store, ALICE, proc="dead")
+    live(store, BOB, proc="alive")
+    store.heartbeat("alive")
+    wait_until(lambda: store.reap_dead(0.1, "alive")["offline"], timeout=3)
+    assert store.members(R) == {ALICE: wsroom.Presence.OFFLINE, BOB: wsroom.Presence.ONLINE}
+    assert store.reap_dead(0.1, "alive")["offline"] == []
+
+
+def test_a_retried_call_takes_effect_once(store: Store) -> None:
+    live(store, ALICE)
+    script = store._scripts["broadcast"]
+    args = ["call-1", R, "x", "[]"]
+    first = json.loads(script(keys=[], args=args, client=store.client))
+    again = json.loads(script(keys=[], args=args, client=store.client))
+    assert first == again
+    assert store.client.xlen(room_stream(R)) == 1
+
+
+def test_an_emitters_close_leaves_the_on_leave_calls_to_one_hub(store: Store) -> None:
+    live(store, ALICE)
+    assert store.close_room(R, 4000, "room closed", run_here=False) == []
+    assert store.take_leaves() == [[R, ALICE, "closed"]]
+    assert store.take_leaves() == []
+    with pytest.raises(wsroom.RoomNotFound):
+        store.close_room(R, 4000, "room closed", run_here=True)
+
+
+def test_unreachable_redis_raises_backplane_unavailable_in_bounded_time() -> None:
+    from redis_server import free_port
+
+    dead = Store(connect(f"redis://127.0.0.1:{free_port()}/0", gevent_sockets=False), 0.5)
+    with pytest.raises(wsroom.BackplaneUnavailable):
+        dead.rooms()
+    assert isinstance(wsroom.BackplaneUnavailable(), wsroom.WsroomError)
