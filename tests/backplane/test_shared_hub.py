@@ -199,3 +199,20 @@ def test_emitter_reaches_members_on_every_hub(pair: Any, redis_url: str) -> None
         wait_until(lambda: len(events(a, b, kind="leave")) == 2, what="the hubs to run on_leave")
     finally:
         em.close()
+
+
+def test_the_proxy_gives_the_same_answers_on_a_backplane(pair: Any) -> None:
+    a, b = pair()
+    alice = a.join(user="alice")
+    b.connect(user="bob")
+    wait_until(joined(a, "bob"))
+    report = b.hub.proxy.broadcast("lobby", wsroom.Envelope("p")).get()
+    assert report == wsroom.BroadcastReport(sent=2, queued=0, dropped=())
+    assert b.hub.proxy.send_to("lobby", "alice", wsroom.Envelope("q")).get() is (
+        wsroom.Delivery.SENT
+    )
+    assert b.hub.proxy.rooms().get() == ["lobby"]
+    assert set(b.hub.proxy.members("lobby").get()) == {"alice", "bob"}
+    with pytest.raises(wsroom.RoomNotFound):
+        b.hub.proxy.members("nowhere").get()
+    assert [recv_json(alice)["type"] for _ in range(2)] == ["p", "q"]

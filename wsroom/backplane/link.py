@@ -112,7 +112,7 @@ class Link:
 
     def _read_loop(self) -> None:
         subs: dict[RoomID, list[Any]] = {}  # room -> [actor ref, last id]
-        wake_last = "$"
+        wake_last = "0-0"  # not "$": a wake between two reads would be missed
         failing = False
         client = self._reader_client
         while not self._stopped.is_set():
@@ -222,5 +222,9 @@ class Link:
         # No goodbye in Redis: the survivors declare this process dead once its beats stop,
         # which also ends whatever its rooms could not report while Redis was away.
         gevent.killall(self._greenlets, block=True, timeout=2.0)
+        try:
+            self.store.client.delete(self._wake_key)
+        except redis.RedisError:
+            pass
         for client in (self.store.client, self._reader_client):
             client.connection_pool.disconnect()

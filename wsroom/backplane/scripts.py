@@ -24,7 +24,8 @@ that is not live (its ``on_join`` runs, its backlog is being flushed, or it repl
 connection whose handover is pending), L live, O offline inside its grace period.
 
 Each script takes a call id first: a retry after a lost reply gets the first answer back
-instead of doing the change twice. Each answers one JSON text.
+instead of doing the change twice (answers are kept 30 s, longer than any retry lasts; read-only
+calls pass no id and keep nothing). Each answers one JSON text.
 """
 
 from __future__ import annotations
@@ -486,7 +487,7 @@ local function body()
 %s
 end
 local res = cjson.encode(body())
-if cid ~= '' then redis.call('SET', P .. 'done:' .. cid, res, 'PX', 120000) end
+if cid ~= '' then redis.call('SET', P .. 'done:' .. cid, res, 'PX', 30000) end
 return res
 """
 

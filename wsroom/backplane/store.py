@@ -37,6 +37,8 @@ _ERRORS: dict[str, type[WsroomError]] = {
     "ParticipantNotFound": ParticipantNotFound,
     "ParticipantOffline": ParticipantOffline,
 }
+_READ_ONLY = frozenset({"members", "rooms", "heartbeat"})
+"""Scripts that change nothing (or the same thing however often): no call id, no kept answer."""
 _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError, OSError)
 
 
@@ -90,7 +92,7 @@ class Store:
     def run(self, name: str, *args: Any) -> Any:
         """Run one script; retry on a lost connection until ``timeout``, then raise
         ``BackplaneUnavailable``. The call id makes a retry return the first run's answer."""
-        call_id = os.urandom(9).hex()
+        call_id = "" if name in _READ_ONLY else os.urandom(9).hex()
         argv = [call_id, *args]
         script = self._scripts[name]
         deadline = time.monotonic() + self.timeout
