@@ -211,9 +211,10 @@ class ChatHooks(wsroom.Hooks):
     def on_presence(
         self, room: wsroom.RoomID, participant: wsroom.ParticipantID, presence: wsroom.Presence
     ) -> None:
-        """Away inside the grace period, or back: the actor tells the room."""
+        """Away inside the grace period, or back: the actor tells the room. Waited for, so a
+        stopping process (whose members go away as it leaves) tells the room before it ends."""
         online = presence is wsroom.Presence.ONLINE
-        self.state.set_presence(room, participant, "online" if online else "away")
+        self.state.set_presence(room, participant, "online" if online else "away").get()
 
     def on_leave(
         self, room: wsroom.RoomID, participant: wsroom.ParticipantID, reason: BaseException
@@ -267,7 +268,7 @@ def create_app(
     if backplane:
         from redis_state import RedisChatState  # only here: redis is needed with a backplane
 
-        hooks.state = RedisChatState.start(hub, backplane, HISTORY).proxy()
+        hooks.state = RedisChatState.start(backplane, HISTORY).proxy()
     else:
         hooks.state = ChatState.start(hub.proxy).proxy()
 
@@ -282,10 +283,12 @@ def create_app(
 
     @app.get("/healthz")
     def healthz() -> Any:
-        """For a load balancer: 503 from the moment this process begins to stop."""
+        """For a load balancer: 503 from the moment this process begins to stop. The header
+        says which process answered (one of several workers behind one port)."""
+        worker = {"X-Chat-Worker": str(os.getpid())}
         if chat.stopping:
-            return flask.Response("stopping\n", 503, mimetype="text/plain")
-        return flask.Response("ok\n", mimetype="text/plain")
+            return flask.Response("stopping\n", 503, worker, mimetype="text/plain")
+        return flask.Response("ok\n", 200, worker, mimetype="text/plain")
 
     @app.get("/r/<room>")
     def room_page(room: str) -> Any:

@@ -8,10 +8,13 @@ members); presence comes from ``hub.members(room)``, which the backplane makes g
 carry the room in braces (``wsroom-chat:{lobby}:history``) so a room's keys share one Redis
 Cluster slot, and each change that must be whole is a Lua script.
 
-Each process broadcasts the presence lists it computes, so two of them may reach a page out of
-order: every list carries a version, taken (``INCR``) before the list is read, and a page keeps
-the highest it has seen. The last change's list has the highest version and was read after
-that change, so the list a page ends with is the current one.
+Presence lists go out through a ``wsroom.Emitter`` rather than this process's hub: a process
+that is stopping runs ``on_presence`` for its members (they go OFFLINE as it leaves) while its
+own hub no longer serves calls, and the others must still hear of it. Each process broadcasts
+the lists it computes, so two of them may reach a page out of order: every list carries a
+version, taken (``INCR``) before the list is read, and a page keeps the highest it has seen.
+The last change's list has the highest version and was read after that change, so the list a
+page ends with is the current one.
 """
 
 from __future__ import annotations
@@ -68,16 +71,17 @@ class RedisChatState(GeventActor):
     order across processes is the versions' business.
     """
 
-    def __init__(self, hub: wsroom.Hub, url: str, keep: int) -> None:
+    def __init__(self, url: str, keep: int) -> None:
         super().__init__()
-        self.hub = hub
         self.keep = keep  # entries of history per room
         self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self.emitter = wsroom.emitter(url)  # the hub's send_to, broadcast and members
         self._append_script = self.redis.register_script(_APPEND)
         self._leave_script = self.redis.register_script(_LEAVE)
 
     def on_stop(self) -> None:
         self.redis.close()
+        self.emitter.close()
 
     def server_id(self) -> str:
         """One id for all the processes: it changes only when Redis lost the chat's data."""
@@ -113,7 +117,7 @@ class RedisChatState(GeventActor):
     def send_roster(self, room: str, pid: str) -> None:
         """The presence list for one member (a first join asks for it with its ``sync``)."""
         try:
-            self.hub.send_to(room, pid, wsroom.Envelope("presence", self._roster(room, {})))
+            self.emitter.send_to(room, pid, wsroom.Envelope("presence", self._roster(room, {})))
         except wsroom.WsroomError:
             pass  # gone meanwhile: its next join gets a list of its own
 
@@ -141,9 +145,9 @@ class RedisChatState(GeventActor):
 
     def _broadcast_roster(self, room: str, changed: dict[str, str]) -> None:
         try:
-            self.hub.broadcast(room, wsroom.Envelope("presence", self._roster(room, changed)))
+            self.emitter.broadcast(room, wsroom.Envelope("presence", self._roster(room, changed)))
         except wsroom.WsroomError:
-            pass  # the room emptied meanwhile, or this process is stopping
+            pass  # the room emptied meanwhile, or Redis is away
 
     def _roster(self, room: str, changed: dict[str, str]) -> dict[str, Any]:
         """The presence list, versioned. ``changed`` is the news a hook brings about one member,
@@ -152,7 +156,7 @@ class RedisChatState(GeventActor):
         version = self.redis.incr(_key(room, "presence-version"))  # before reading: see above
         names: dict[str, str] = self.redis.hgetall(_key(room, "names"))
         try:
-            members = self.hub.members(room)
+            members = self.emitter.members(room)
         except wsroom.RoomNotFound:
             members = {}
         people = []
