@@ -29,7 +29,8 @@ def handle(hub: Hub, room: RoomID | str, identity: Identity, resolve: Resolver) 
     """Serve this request's WebSocket as a member of ``room``; return the result from the view.
 
     Blocks (cooperatively) for the connection's life. Refusals come back as the same plain
-    HTTP answers as ``make_handler`` gives. Serve the app with ``wsroom.transport.serve``.
+    HTTP answers as ``make_handler`` gives. Serve the app with ``wsroom.transport.serve``, or
+    with gunicorn's gevent worker.
     """
     environ = flask.request.environ
     try:
