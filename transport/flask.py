@@ -9,7 +9,7 @@ import flask
 
 from wsroom.types import Identity, RoomID
 
-from .wsgi import REFUSALS, refusal_response
+from .wsgi import REFUSALS, refusal_response, upgraded_response
 
 if TYPE_CHECKING:
     from wsroom.hooks import Resolver
@@ -22,14 +22,15 @@ class _Upgraded(flask.Response):
     """The view's answer after an upgrade: its WSGI call writes nothing (the 101 is sent)."""
 
     def __call__(self, environ: Any, start_response: Any) -> Iterable[bytes]:
-        return []
+        return upgraded_response(environ)
 
 
 def handle(hub: Hub, room: RoomID | str, identity: Identity, resolve: Resolver) -> flask.Response:
     """Serve this request's WebSocket as a member of ``room``; return the result from the view.
 
     Blocks (cooperatively) for the connection's life. Refusals come back as the same plain
-    HTTP answers as ``make_handler`` gives. Serve the app with ``wsroom.transport.serve``.
+    HTTP answers as ``make_handler`` gives. Serve the app with ``wsroom.transport.serve``, or
+    with gunicorn's gevent worker.
     """
     environ = flask.request.environ
     try:

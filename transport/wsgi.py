@@ -47,6 +47,7 @@ __all__ = [
     "refusal_response",
     "run_until_signal",
     "serve",
+    "upgraded_response",
 ]
 
 logger = logging.getLogger("wsroom.transport")
@@ -90,6 +91,19 @@ def refusal_response(exc: WsroomError) -> tuple[str, list[tuple[str, str]], byte
     return f"{status} {_STATUS_TEXT.get(status, 'Error')}", headers, body
 
 
+def upgraded_response(environ: Environ) -> Iterable[bytes]:
+    """What a WSGI app returns once the connection it upgraded has ended: nothing to write.
+
+    The 101 went out on the socket itself. gevent.pywsgi under ``serve`` is told by
+    ``UpgradeAwareHandler`` to close the connection; gunicorn would still write a status line
+    on the finished socket (and log the failure as an error), so under gunicorn the request
+    ends with ``StopIteration``, which each of its workers takes as "close the connection".
+    """
+    if "gunicorn.socket" in environ:
+        raise StopIteration
+    return []
+
+
 def _value(source: T | Callable[[Environ], T], environ: Environ) -> T:
     return source(environ) if callable(source) else source
 
@@ -113,8 +127,7 @@ def make_handler(
             status, headers, body = refusal_response(exc)
             start_response(status, headers)
             return [body]
-        # The 101 went out on the socket itself; the server must write nothing more.
-        return []
+        return upgraded_response(environ)
 
     return app
 

@@ -2,6 +2,8 @@
 
     python examples/chat/app.py            # http://127.0.0.1:8080
     python examples/chat/app.py --port 9000 --grace 60
+    python examples/chat/app.py --backplane redis://127.0.0.1:6379/0    # one of many processes
+    gunicorn -c examples/chat/gunicorn.conf.py                          # 4 workers (see there)
 
 Each browser tab is one participant, identified by a session id the page keeps in
 ``sessionStorage``: a reload, or a network drop shorter than the grace period, brings it back as
@@ -11,6 +13,11 @@ The application's own state (history, names, presence) lives in one pykka actor,
 the hooks talk to it through a proxy made once. Presence is pushed, never polled: ``on_join`` (a
 first join: online), ``on_presence`` (away inside the grace period, and back) and ``on_leave``
 (gone) each tell the actor, which broadcasts the new list through the hub's proxy.
+
+With a backplane (``--backplane URL`` or ``WSROOM_BACKPLANE``) the hub spans every process on
+that Redis, and the chat's state moves to Redis too (``redis_state.RedisChatState``, same calls),
+so history, names and presence are the same whichever process a page reaches. ``GET /healthz``
+answers 200 ``ok``, or 503 once the process is stopping.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import logging  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -30,18 +39,23 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import flask  # noqa: E402
+import gevent  # noqa: E402
+import gevent.event  # noqa: E402
 
 import wsroom  # noqa: E402
 from wsroom.actors import GeventActor  # noqa: E402
-from wsroom.transport import client_js, run_until_signal, serve  # noqa: E402
+from wsroom.transport import client_js, serve  # noqa: E402
 from wsroom.transport.flask import handle  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))  # redis_state.py, whoever imports this module
 ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 SID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 CID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HISTORY = 200  # messages kept per room
 MAX_TEXT = 2000
+logger = logging.getLogger("wsroom.examples.chat")
 
 
 def clean_name(name: str) -> str:
@@ -64,6 +78,13 @@ class ChatState(GeventActor):
         self.names: dict[tuple[str, str], str] = {}
         self.presence: dict[str, dict[str, str]] = {}  # room -> pid -> "online" | "away"
         self.epoch: dict[str, str] = {}  # a room's history id: a new one when it is recreated
+        self.versions: dict[str, int] = {}  # room -> the last presence list's version
+        # A random id per server start: a page that sees another one knows the server
+        # restarted (its history is gone), not merely that its room was emptied and made anew.
+        self.server = uuid.uuid4().hex[:12]
+
+    def server_id(self) -> str:
+        return self.server
 
     def _append(self, room: str, entry: dict[str, Any]) -> dict[str, Any]:
         if room not in self.epoch:
@@ -97,7 +118,7 @@ class ChatState(GeventActor):
         members = self.presence.get(room, {})
         members.pop(pid, None)
         if not members:
-            for per_room in (self.presence, self.history, self.seq, self.epoch):
+            for per_room in (self.presence, self.history, self.seq, self.epoch, self.versions):
                 per_room.pop(room, None)
             return None
         self.hub_proxy.broadcast(room, wsroom.Envelope("presence", self._roster(room)))
@@ -128,23 +149,25 @@ class ChatState(GeventActor):
     def since(self, room: str, after: int) -> list[dict[str, Any]]:
         return [e for e in self.history.get(room, ()) if e["seq"] > after]
 
-    def _roster(self, room: str) -> list[dict[str, Any]]:
-        people = (
-            {"id": pid, "name": self.names.get((room, pid), "anonymous"), "state": state}
-            for pid, state in self.presence.get(room, {}).items()
+    def _roster(self, room: str) -> dict[str, Any]:
+        """The presence list, with a version (a page keeps the highest: see ``redis_state``)."""
+        people = sorted(
+            (
+                {"id": pid, "name": self.names.get((room, pid), "anonymous"), "state": state}
+                for pid, state in self.presence.get(room, {}).items()
+            ),
+            key=lambda p: (p["name"].lower(), p["id"]),
         )
-        return sorted(people, key=lambda p: (p["name"].lower(), p["id"]))
+        self.versions[room] = version = self.versions.get(room, 0) + 1
+        return {"version": version, "people": people}
 
 
 class ChatHooks(wsroom.Hooks):
     """Turn hub events into calls on the ``ChatState`` actor."""
 
     def __init__(self) -> None:
-        self.state: Any = None  # the ChatState proxy, made once
+        self.state: Any = None  # the ChatState (or RedisChatState) proxy, made once
         self.hub: wsroom.Hub | None = None
-        # A random id per server start: a page that sees another one knows the server
-        # restarted (its history is gone), not merely that its room was emptied and made anew.
-        self.server_epoch = uuid.uuid4().hex[:12]
 
     def on_join(self, jc: wsroom.JoinContext, client: wsroom.Client) -> None:
         """Greet the member; a first join is also "online" and a "joined" notice."""
@@ -156,7 +179,8 @@ class ChatHooks(wsroom.Hooks):
             "name": name,
             "reconnect": jc.reconnect,
             "epoch": self.state.epoch_of(jc.room).get(),
-            "server": self.server_epoch,
+            "server": self.state.server_id().get(),
+            "worker": os.getpid(),  # which process serves this page: one of many behind gunicorn
         }
         if not jc.reconnect:
             # A first join gets the recent history here; a reconnect gets what it missed from
@@ -187,9 +211,10 @@ class ChatHooks(wsroom.Hooks):
     def on_presence(
         self, room: wsroom.RoomID, participant: wsroom.ParticipantID, presence: wsroom.Presence
     ) -> None:
-        """Away inside the grace period, or back: the actor tells the room."""
+        """Away inside the grace period, or back: the actor tells the room. Waited for, so a
+        stopping process (whose members go away as it leaves) tells the room before it ends."""
         online = presence is wsroom.Presence.ONLINE
-        self.state.set_presence(room, participant, "online" if online else "away")
+        self.state.set_presence(room, participant, "online" if online else "away").get()
 
     def on_leave(
         self, room: wsroom.RoomID, participant: wsroom.ParticipantID, reason: BaseException
@@ -214,19 +239,56 @@ def resolve(room: wsroom.RoomID, identity: wsroom.Identity) -> str:
     return identity.session_id
 
 
-def create_app(grace: float = 30.0, queued: int = 256) -> tuple[flask.Flask, wsroom.Hub]:
-    """The Flask app and its hub (stop it with ``hub.stop()``)."""
+class Chat:
+    """A running chat: its Flask app, its hub, and whether it is stopping (for ``/healthz``)."""
+
+    def __init__(self, app: flask.Flask, hub: wsroom.Hub) -> None:
+        self.app = app
+        self.hub = hub
+        self.stopping = False
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """From now on ``/healthz`` answers 503; then the hub stops: every connection gets 1001
+        (with a backplane its members go away for their grace period, free to come back on
+        another process). A second call does nothing more."""
+        self.stopping = True
+        self.hub.stop(timeout)
+
+
+def create_app(
+    grace: float = 30.0, queued: int = 256, backplane: str | None = None, **hub_options: Any
+) -> Chat:
+    """The chat: a Flask app and its hub (stop them with ``chat.stop()``). With ``backplane``
+    (a ``redis://`` URL) the hub and the chat's state are shared by every process on it."""
     hooks = ChatHooks()  # the hub and the state need each other: wire them after
-    hub = wsroom.new_hub(hooks, wsroom.ReconnectPolicy(grace, queued))
+    if backplane:
+        hub_options["backplane"] = backplane
+    hub = wsroom.new_hub(hooks, wsroom.ReconnectPolicy(grace, queued), **hub_options)
     hooks.hub = hub
-    hooks.state = ChatState.start(hub.proxy).proxy()
+    if backplane:
+        from redis_state import RedisChatState  # only here: redis is needed with a backplane
+
+        hooks.state = RedisChatState.start(backplane, HISTORY).proxy()
+    else:
+        hooks.state = ChatState.start(hub.proxy).proxy()
 
     app = flask.Flask(__name__, static_folder=str(HERE / "static"), static_url_path="/static")
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 0
+    chat = Chat(app, hub)
+    app.extensions["wsroom_chat"] = chat  # for gunicorn.conf.py's hooks
 
     @app.get("/")
     def index() -> Any:
         return flask.redirect("/r/lobby")
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        """For a load balancer: 503 from the moment this process begins to stop. The header
+        says which process answered (one of several workers behind one port)."""
+        worker = {"X-Chat-Worker": str(os.getpid())}
+        if chat.stopping:
+            return flask.Response("stopping\n", 503, worker, mimetype="text/plain")
+        return flask.Response("ok\n", 200, worker, mimetype="text/plain")
 
     @app.get("/r/<room>")
     def room_page(room: str) -> Any:
@@ -246,26 +308,68 @@ def create_app(grace: float = 30.0, queued: int = 256) -> tuple[flask.Flask, wsr
         identity = wsroom.Identity(user_id=args.get("name", ""), session_id=args.get("sid", ""))
         return handle(hub, room, identity, resolve)
 
-    return app, hub
+    return chat
+
+
+def hub_options_from_env() -> dict[str, Any]:
+    """Hub options for a server behind a proxy (the README's "Deploy"): the public host names
+    (``WSROOM_CHAT_ALLOWED_HOSTS=chat.example.com,…``) and, for a proxy that terminates TLS in
+    front of a server that cannot tell by itself, ``WSROOM_CHAT_TRUST_FORWARDED_PROTO=1``."""
+    options: dict[str, Any] = {}
+    hosts = [h.strip() for h in os.environ.get("WSROOM_CHAT_ALLOWED_HOSTS", "").split(",")]
+    if any(hosts):
+        options["allowed_hosts"] = [h for h in hosts if h]
+    if os.environ.get("WSROOM_CHAT_TRUST_FORWARDED_PROTO") == "1":
+        options["trust_forwarded_proto"] = True
+    return options
+
+
+def app_from_env() -> flask.Flask:
+    """The WSGI app for a server such as gunicorn (``app:app_from_env()``), set up from the
+    environment as ``main`` is from its flags: ``WSROOM_BACKPLANE``, ``WSROOM_CHAT_GRACE`` and
+    ``hub_options_from_env``. Its ``Chat`` is ``app.extensions["wsroom_chat"]``."""
+    chat = create_app(
+        grace=float(os.environ.get("WSROOM_CHAT_GRACE", "30")),
+        backplane=os.environ.get("WSROOM_BACKPLANE") or None,
+        **hub_options_from_env(),
+    )
+    return chat.app
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default=os.environ.get("WSROOM_CHAT_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("WSROOM_CHAT_PORT", "8080")))
-    parser.add_argument("--grace", type=float, default=30.0, help="grace period, seconds")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=float(os.environ.get("WSROOM_CHAT_GRACE", "30")),
+        help="grace period, seconds",
+    )
+    parser.add_argument(
+        "--backplane",
+        default=os.environ.get("WSROOM_BACKPLANE", ""),
+        metavar="URL",
+        help="redis://host:6379/0: one hub with every process on that Redis",
+    )
     args = parser.parse_args()
 
-    app, hub = create_app(grace=args.grace)
+    chat = create_app(grace=args.grace, backplane=args.backplane or None, **hub_options_from_env())
     try:
-        server = serve(app, args.host, args.port)
+        server = serve(chat.app, args.host, args.port)
     except OSError as exc:  # most often the port is in use: one line, not a traceback
-        hub.stop()
+        chat.stop()
         why = os.strerror(exc.errno or 0)
         sys.exit(f"chat: cannot listen on {args.host}:{args.port}: {why}; pass --port")
     print(f"wsroom chat on http://{args.host}:{server.server_port}", flush=True)
 
-    run_until_signal(server, hub)
+    # As wsroom.transport.run_until_signal, with /healthz turning 503 first.
+    received: gevent.event.AsyncResult[int] = gevent.event.AsyncResult()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(signum, received.set, signum)
+    logger.info("signal %d: stopping", received.get())
+    chat.stop()
+    server.stop(timeout=5.0)
 
 
 if __name__ == "__main__":

@@ -304,7 +304,9 @@ async function main() {
       wasOpen = true;
     }
   });
+  let presenceVersion = 0; // the newest presence list's, since this connection's hello
   conn.on("hello", (hello) => {
+    presenceVersion = 0;
     // A new room under an old name, or a restarted server: the old history is gone.
     if (hello.epoch !== log.epoch) log.reset(hello.epoch, hello.server || "");
     log.server = hello.server || "";
@@ -323,7 +325,12 @@ async function main() {
     for (const e of entries) log.add(e);
     log.save();
   });
-  conn.on("presence", renderPresence);
+  conn.on("presence", (list) => {
+    // With many server processes, lists made by two of them may cross on the way: keep the newest.
+    if (list.version < presenceVersion) return;
+    presenceVersion = list.version;
+    renderPresence(list.people);
+  });
 
   $("composer").addEventListener("submit", (e) => {
     e.preventDefault();
