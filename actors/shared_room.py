@@ -60,6 +60,7 @@ class SharedRoomActor(GeventActor):
         self.store = link.store
         self.local = LocalRoom()
         self.closed = False
+        self._departing = False  # stop(): this process is leaving the backplane
         self._subscribed = False
         self._hooks_running: set[gevent.Greenlet[Any, Any]] = set()
         # Reports Redis has not taken yet (it was away), oldest first; see ``_persist``.
@@ -176,8 +177,18 @@ class SharedRoomActor(GeventActor):
     def _report_offline(
         self, lc: LocalConn, after: str, code: int, reason: str, unsent: list[str]
     ) -> None:
+        # While this process leaves (``_depart``), another one runs the hooks: here the hub
+        # calls they make would raise HubStopped.
         answer = self.store.go_offline(
-            self.room, lc.pid, lc.gen, self.link.proc, after, code, reason, unsent
+            self.room,
+            lc.pid,
+            lc.gen,
+            self.link.proc,
+            after,
+            code,
+            reason,
+            unsent,
+            handoff=self._departing,
         )
         if "offline" in answer:
             self.link.note_deadline(answer["offline"])
@@ -271,6 +282,7 @@ class SharedRoomActor(GeventActor):
         """``stop()`` on a backplane: this process leaves; its connections close with
         ``msg.code`` and go OFFLINE for their grace, as if dropped (no ``on_leave``)."""
         self.closed = True
+        self._departing = True
         for lc in list(self.local.by_gen.values()):
             lc.conn.close(msg.code, msg.text)
             try:

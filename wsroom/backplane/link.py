@@ -5,7 +5,8 @@ Two greenlets. The reader owns the subscriptions (room → actor, position): one
 over every subscribed room's stream, entries told in order to each room's actor. The keeper
 beats, expires grace periods (whichever process claims a deadline runs its ``on_leave``,
 exactly once), declares silent processes dead (their members go OFFLINE for their grace) and
-runs the leaves of rooms closed by an emitter.
+runs the hook calls handed to any hub (an emitter's ``close_room``, a stopping process's
+members going OFFLINE).
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ class Link:
                     if now - healthy_since >= self.dead_after:
                         self._reap_dead()
                 self._expire()
-                self._closed_elsewhere()
+                self._handed_events()
                 if failing:
                     logger.warning("backplane keeper: connected again")
                     failing = False
@@ -205,11 +206,19 @@ class Link:
         if answer["offline"] or answer["left"]:
             self._kick.set()
 
-    def _closed_elsewhere(self) -> None:
-        for room, pid, _why in self.store.take_leaves():
-            spawn_hook(
-                "on_leave", self.hooks.on_leave, RoomID(room), ParticipantID(pid), RoomClosed()
-            )
+    def _handed_events(self) -> None:
+        # Hook calls another process could not run: an emitter's close_room, a stopping
+        # process's members going OFFLINE (or, without grace, ending).
+        on_presence = getattr(self.hooks, "on_presence", None)
+        for event in self.store.take_events():
+            kind, room, pid = event[0], RoomID(event[1]), ParticipantID(event[2])
+            if kind == "closed":
+                spawn_hook("on_leave", self.hooks.on_leave, room, pid, RoomClosed())
+            elif kind == "left":
+                reason = Disconnected(int(event[3]), str(event[4]))
+                spawn_hook("on_leave", self.hooks.on_leave, room, pid, reason)
+            elif kind == "offline" and on_presence is not None:
+                spawn_hook("on_presence", on_presence, room, pid, Presence.OFFLINE)
 
     # -- the end ------------------------------------------------------------------------------
 

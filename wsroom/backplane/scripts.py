@@ -16,7 +16,7 @@ ever sharded):
 - ``wsroom:r:{room}:s``   stream: the room's broadcasts, sends and notices, in the room's order
 - ``wsroom:rooms``        set of rooms with a member; ``wsroom:deadlines`` zset of grace ends;
   ``wsroom:procs`` zset process → last heartbeat; ``wsroom:proc:<p>:m`` its members;
-  ``wsroom:proc:<p>:ho`` handovers it owes; ``wsroom:leaves`` leaves for a hub to run;
+  ``wsroom:proc:<p>:ho`` handovers it owes; ``wsroom:events`` hook calls for any hub to run;
   ``wsroom:gen`` the generation counter; ``wsroom:done:<call>`` answers of calls already made.
 
 States: J a first join whose ``on_join`` runs (not a member yet), W a member with a connection
@@ -290,12 +290,13 @@ local joined = m.j == 1
 remove(room, pid, m)
 return {joined = joined}
 """,
-    # ARGV: room, pid, gen, proc, after, code, reason, unsent... → {offline|left|gone|stale}
+    # ARGV: room, pid, gen, proc, after, code, reason, handoff, unsent...
+    #   → {offline|left|gone|stale|handed|handed_off}
     "go_offline": r"""
 local room, pid, gen, proc, after = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local code, reason = tonumber(ARGV[7]), ARGV[8]
+local code, reason, handoff = tonumber(ARGV[7]), ARGV[8], ARGV[9] == '1'
 local unsent = {}
-for i = 9, #ARGV do table.insert(unsent, ARGV[i]) end
+for i = 10, #ARGV do table.insert(unsent, ARGV[i]) end
 local m = getm(room, pid)
 if not m then return {stale = true} end
 local key = proc .. '|' .. tostring(gen)
@@ -318,6 +319,15 @@ if m.st == 'L' then
 end
 if m.j == 1 and cnum(room, 'grace') > 0 then prepend(room, pid, unsent) end
 local leave = to_offline(room, pid, m, code, reason)
+if handoff then
+  -- This process is leaving: another one runs the hooks (its own hub calls still work).
+  if leave then
+    redis.call('RPUSH', P .. 'events', cjson.encode({'left', room, pid, code, reason}))
+  elseif m.st == 'O' then
+    redis.call('RPUSH', P .. 'events', cjson.encode({'offline', room, pid}))
+  end
+  return {handed_off = true}
+end
 if leave then return {left = leave} end
 if m.st == 'gone' then return {gone = true} end
 return {offline = m.d}
@@ -373,7 +383,7 @@ redis.call('SREM', P .. 'rooms', room)
 xadd(room, 'k', 'c', 'code', code, 'why', text)
 if here ~= '1' then
   for _, pid in ipairs(leaves) do
-    redis.call('RPUSH', P .. 'leaves', cjson.encode({room, pid, 'closed'}))
+    redis.call('RPUSH', P .. 'events', cjson.encode({'closed', room, pid}))
   end
   return {leaves = {}}
 end
@@ -465,15 +475,16 @@ return {offline = offline, left = left}
 redis.call('ZREM', P .. 'procs', ARGV[2])
 return {ok = true}
 """,
-    # ARGV: limit → {leaves}: leaves of rooms closed by an emitter, for a hub to run
-    "take_leaves": r"""
+    # ARGV: limit → {events}: hook calls handed to whichever hub takes them first: the leaves of
+    # a room an emitter closed, and the news of a stopping process's members
+    "take_events": r"""
 local out = {}
 for i = 1, tonumber(ARGV[2]) do
-  local v = redis.call('LPOP', P .. 'leaves')
+  local v = redis.call('LPOP', P .. 'events')
   if not v then break end
   table.insert(out, cjson.decode(v))
 end
-return {leaves = out}
+return {events = out}
 """,
 }
 

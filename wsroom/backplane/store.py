@@ -139,7 +139,7 @@ class Store:
 
     def close_room(self, room: RoomID, code: int, text: str, run_here: bool) -> list[ParticipantID]:
         """End every membership; answer the members whose ``on_leave`` the caller runs (none when
-        ``run_here`` is False: a hub process picks them up from the leaves list)."""
+        ``run_here`` is False: a hub process picks them up from the events list)."""
         answer = self.run("close_room", room, code, text, "1" if run_here else "0")
         return [ParticipantID(p) for p in _list(answer["leaves"])]
 
@@ -183,9 +183,22 @@ class Store:
         code: int,
         reason: str,
         unsent: Sequence[str],
+        handoff: bool = False,
     ) -> dict[str, Any]:
+        """Connection ``gen`` ended: OFFLINE for the grace period (or the membership ends), with
+        ``unsent`` and what it missed after ``after`` at its queue's head. With ``handoff`` (this
+        process is leaving) the hook calls it causes go to the events list for another hub."""
         answer: dict[str, Any] = self.run(
-            "go_offline", room, pid, gen, proc, after, code, reason, *unsent
+            "go_offline",
+            room,
+            pid,
+            gen,
+            proc,
+            after,
+            code,
+            reason,
+            "1" if handoff else "0",
+            *unsent,
         )
         return answer
 
@@ -220,8 +233,11 @@ class Store:
     def leave_proc(self, proc: str) -> None:
         self.run("leave_proc", proc)
 
-    def take_leaves(self, limit: int = 200) -> list[list[str]]:
-        return _list(self.run("take_leaves", limit)["leaves"])
+    def take_events(self, limit: int = 200) -> list[list[Any]]:
+        """Hook calls handed to any hub: ``["closed", room, pid]`` (``on_leave(RoomClosed)``),
+        ``["offline", room, pid]`` (``on_presence(OFFLINE)``), ``["left", room, pid, code,
+        reason]`` (``on_leave(Disconnected)``)."""
+        return _list(self.run("take_events", limit)["events"])
 
 
 def _list(value: Any) -> list[Any]:
