@@ -190,6 +190,12 @@ class HandoverLate(Tell):
 
 
 @attrs.frozen
+class Evicted(Tell):
+    """From the backplane's link: the other processes declared this one dead; drop every
+    connection of the room (1012) without reporting it, so its clients reconnect."""
+
+
+@attrs.frozen
 class RetryReports(Tell):
     """From a shared room's own timer: try again the reports the backplane did not take."""
 

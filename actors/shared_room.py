@@ -275,6 +275,15 @@ class SharedRoomActor(GeventActor):
             lc.conn.close(code, why)
             self._detach(lc)
 
+    @handles(m.Evicted)
+    def _evicted(self, _msg: m.Evicted) -> None:
+        # Redis holds these members OFFLINE already (their grace runs): nothing to report.
+        for lc in list(self.local.by_gen.values()):
+            lc.conn.close(1012, "reconnect")
+            self._detach(lc)
+        self._unreported.clear()
+        self._reap_if_empty()
+
     # -- leaving this process -------------------------------------------------------------------
 
     @handles(m.CloseRoom)

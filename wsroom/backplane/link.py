@@ -121,6 +121,9 @@ class Link:
                 op, room, ref, start = self._commands.get()
                 if op == "sub":
                     subs[room] = [ref, start]
+                elif op == "evict":
+                    for sub in subs.values():
+                        tell_quietly(sub[0], m.Evicted())
                 elif subs.get(room, [None])[0] is ref:
                     del subs[room]
             streams: dict[Any, Any] = {room_stream(r): s[1] for r, s in subs.items()}
@@ -153,17 +156,24 @@ class Link:
     # -- the keeper ---------------------------------------------------------------------------
 
     def _keep_loop(self) -> None:
-        last_beat = 0.0
-        healthy_since = time.monotonic()
+        last_beat = time.monotonic()  # the first beat was __init__'s
+        healthy_since = last_beat
         failing = False
         while not self._stopped.is_set():
             now = time.monotonic()
             try:
                 if now - last_beat >= self.heartbeat_interval:
-                    self.store.heartbeat(self.proc)
+                    if self.store.heartbeat(self.proc):
+                        self._declared_dead()
+                    done = time.monotonic()
+                    # Declare others dead only after beating on time for a whole dead_after
+                    # ourselves: after an outage, even one shorter than backplane_timeout that
+                    # no call failed for, or a stall of this process, others' beats are old too.
+                    if done - now > self.heartbeat_interval or (
+                        now - last_beat > 2 * self.heartbeat_interval
+                    ):
+                        healthy_since = done
                     last_beat = now
-                    # Declare others dead only after beating for a whole dead_after ourselves:
-                    # after an outage every process's last beat is old.
                     if now - healthy_since >= self.dead_after:
                         self._reap_dead()
                 self._expire()
@@ -178,6 +188,18 @@ class Link:
                 healthy_since = time.monotonic()
             self._kick.clear()
             self._kick.wait(_TICK)
+
+    def _declared_dead(self) -> None:
+        # The others took this process for dead (it stalled longer than dead_after): its members
+        # are OFFLINE in Redis and their news goes to queues. Its connections close with 1012 so
+        # the clients reconnect, anywhere, and get what was queued; nothing is run twice.
+        logger.warning(
+            "this process was declared dead by the others (stalled over %.1fs?); closing its "
+            "connections so their clients reconnect",
+            self.dead_after,
+        )
+        self._commands.put(("evict", RoomID(""), None, ""))
+        self._wake()
 
     def _expire(self) -> None:
         answer = self.store.expire()

@@ -407,10 +407,10 @@ return {members = out}
     "rooms": r"""
 return {rooms = redis.call('SMEMBERS', P .. 'rooms')}
 """,
-    # ARGV: proc → {} : this process is alive
+    # ARGV: proc → {revived}: this process is alive; revived when it had been declared dead
     "heartbeat": r"""
-redis.call('ZADD', P .. 'procs', now_ms(), ARGV[2])
-return {now = now_ms()}
+local added = redis.call('ZADD', P .. 'procs', now_ms(), ARGV[2])
+return {revived = added == 1}
 """,
     # ARGV: limit → {leaves}: memberships whose grace is over, claimed by this caller only
     "expire": r"""

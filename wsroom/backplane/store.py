@@ -216,8 +216,9 @@ class Store:
     def drop_handovers(self, room: RoomID, pid: ParticipantID) -> None:
         self.run("drop_handovers", room, pid)
 
-    def heartbeat(self, proc: str) -> None:
-        self.run("heartbeat", proc)
+    def heartbeat(self, proc: str) -> bool:
+        """This process is alive; True when it was not on the list (new, or declared dead)."""
+        return bool(self.run("heartbeat", proc)["revived"])
 
     def expire(self, limit: int = 200) -> dict[str, Any]:
         answer: dict[str, Any] = self.run("expire", limit)
