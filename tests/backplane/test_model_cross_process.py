@@ -113,8 +113,10 @@ class Model:
             )
 
     def take_down_process(self, kill: bool) -> None:
-        """SIGKILL (or SIGTERM) a random process; its members go OFFLINE; start another."""
-        node = self.node()
+        """SIGKILL (or SIGTERM) a random process serving someone; its members go OFFLINE;
+        start another in its place."""
+        serving = [n for n in self.c.live if any(m is n for _, m in self.online.values())]
+        node = self.rng.choice(serving or self.c.live)
         users = sorted(u for u, (_, n) in self.online.items() if n is node)
         self.settle(users)
         if kill:
