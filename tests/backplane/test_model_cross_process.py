@@ -137,9 +137,12 @@ class Model:
         self.c.add()
 
     def restart_redis(self) -> None:
-        """Kill Redis, keep it away a while, bring it back; wait for every process."""
+        """Kill Redis, keep it away a while, bring it back; wait for every process.
+
+        Away for up to DEAD_AFTER + 1.5 s: no process beats while Redis is away, which must
+        not make the others take a live process for a dead one."""
         self.redis.kill()
-        gevent.sleep(self.rng.uniform(0.2, 1.5))
+        gevent.sleep(self.rng.uniform(0.5, DEAD_AFTER + 1.5))
         self.redis.restart()
         self.faults["redis"] += 1
 
