@@ -51,6 +51,7 @@ class Model:
         self.members: set[str] = set()
         self.seq = 0
         self.faults: dict[str, int] = {"kill": 0, "stop": 0, "redis": 0}
+        self.trace: list[str] = []  # what was done, for the failure message
 
     # -- what a user received: its connections in order, each read to its end first ------
 
@@ -66,6 +67,7 @@ class Model:
         """A first join, a reconnect inside grace, or a replacement, on a random process."""
         node = self.node()
         old = self.online.get(user)
+        self.trace.append(f"connect {user} on {node.name}{' (replaces)' if old else ''}")
         new = self.c.connect(node, "r", user)
         if old is not None:
             # The old connection is read to its end (its 4001) before the new one.
@@ -81,6 +83,7 @@ class Model:
 
     def disconnect(self, user: str) -> None:
         ws, _ = self.online.pop(user)
+        self.trace.append(f"disconnect {user}")
         ws.close()
         # Seen through one random process only: presence is global.
         checker = self.node()
@@ -90,7 +93,9 @@ class Model:
         self.seq += 1
         # Sorted before drawing: a set's order would change with the hash seed.
         skip = [u for u in sorted(self.members) if self.rng.random() < 0.2]
-        report = self.node().broadcast("r", "m", self.seq, exclude=skip)
+        node = self.node()
+        self.trace.append(f"broadcast {self.seq} via {node.name} exclude {skip}")
+        report = node.broadcast("r", "m", self.seq, exclude=skip)
         to = self.members - set(skip)
         want_sent = sum(1 for u in to if u in self.online)
         assert report == {"sent": want_sent, "queued": len(to) - want_sent, "dropped": []}
@@ -99,7 +104,9 @@ class Model:
 
     def send_to(self, user: str) -> None:
         self.seq += 1
-        delivery = self.node().send_to("r", user, "m", self.seq)
+        node = self.node()
+        self.trace.append(f"send_to {user} {self.seq} via {node.name}")
+        delivery = node.send_to("r", user, "m", self.seq)
         assert delivery == ("SENT" if user in self.online else "QUEUED"), (user, self.seq)
         self.expected[user].append(self.seq)
 
@@ -119,6 +126,7 @@ class Model:
         node = self.rng.choice(serving or self.c.live)
         users = sorted(u for u, (_, n) in self.online.items() if n is node)
         self.settle(users)
+        self.trace.append(f"{'kill' if kill else 'stop'} {node.name} serving {users}")
         if kill:
             self.c.kill(node)
             self.faults["kill"] += 1
@@ -141,8 +149,10 @@ class Model:
 
         Away for up to DEAD_AFTER + 1.5 s: no process beats while Redis is away, which must
         not make the others take a live process for a dead one."""
+        away = self.rng.uniform(0.5, DEAD_AFTER + 1.5)
+        self.trace.append(f"redis away {away:.2f}s")
         self.redis.kill()
-        gevent.sleep(self.rng.uniform(0.5, DEAD_AFTER + 1.5))
+        gevent.sleep(away)
         self.redis.restart()
         self.faults["redis"] += 1
 
@@ -166,6 +176,7 @@ class Model:
         for at, kind in zip(sorted(fault_at), kinds, strict=True):
             fault_at[at] = kind
         for step in range(OPS):
+            self.trace.append(f"#{step}")
             kind = fault_at.get(step)
             if kind in ("kill", "stop"):
                 self.take_down_process(kill=kind == "kill")
@@ -194,13 +205,29 @@ class Model:
 
     def check(self) -> None:
         for user in self.users:
-            assert self.received(user) == self.expected[user], user
+            got, want = self.received(user), self.expected[user]
+            assert got == want, f"{user}: {difference(got, want)}"
         assert self.c.leaves() == []
         # The run did what it is for: many deliveries, reconnects, every kind of fault.
         assert sum(map(len, self.expected.values())) > 300
         reconnects = [e for e in self.c.events("join") if e[3] is True]
         assert len(reconnects) >= 20, len(reconnects)
         assert self.faults == {"kill": 2, "stop": 1, "redis": 2}, self.faults
+
+
+def difference(got: list[int], want: list[int]) -> str:
+    """What went wrong in a user's stream, in a line."""
+    got_set, want_set = set(got), set(want)
+    missing = [x for x in want if x not in got_set]
+    extra = [x for x in got if x not in want_set]
+    twice = sorted({x for x in got if got.count(x) > 1})
+    pairs = enumerate(zip(got, want, strict=False))
+    first = next((i for i, (g, w) in pairs if g != w), min(len(got), len(want)))
+    return (
+        f"got {len(got)}, want {len(want)}; missing {missing[:10]}, not sent {extra[:10]}, "
+        f"twice {twice[:10]}; first difference at {first}: got {got[first : first + 5]}, "
+        f"want {want[first : first + 5]}"
+    )
 
 
 @pytest.mark.timeout(180)
@@ -214,4 +241,15 @@ def test_every_accepted_envelope_arrives_once_in_order_across_processes_and_faul
         model.run()
         model.check()
     except AssertionError as exc:
-        pytest.fail(f"seed={seed} (rerun with WSROOM_SEED={seed}): {exc}")
+        steps = [s for s in model.trace if not s.startswith("#")]
+        last = "\n  ".join(steps[-12:])
+        fault_words = ("kill ", "stop ", "redis ")
+        faults = [
+            f"{model.trace[i - 1]} {s}"
+            for i, s in enumerate(model.trace)
+            if s.startswith(fault_words)
+        ]
+        pytest.fail(
+            f"seed={seed} (rerun with WSROOM_SEED={seed}): {exc}\n"
+            f"faults so far: {faults}\nlast steps:\n  {last}"
+        )
