@@ -354,11 +354,17 @@ class Cluster:
     ) -> None:
         """Wait until ``members(room)`` on every live process gives ``user`` that presence
         (None: not a member, or no such room)."""
-        wait_until(
-            lambda: all(n.members_or_none(room).get(user) == presence for n in self.live),
-            timeout=timeout,
-            what=f"{user} to be {presence} in {room} on every process",
-        )
+        try:
+            wait_until(
+                lambda: all(n.members_or_none(room).get(user) == presence for n in self.live),
+                timeout=timeout,
+                what=f"{user} to be {presence} in {room} on every process",
+            )
+        except AssertionError as exc:
+            seen = {n.name: n.call_raw("members", room) for n in self.live}
+            raise AssertionError(
+                f"{exc}; members({room!r}) as each process sees it: {seen}"
+            ) from exc
 
     def events(self, kind: str | None = None) -> list[list[Any]]:
         """Hook events summed over the processes (a dead one: what it had when it died)."""
