@@ -156,6 +156,7 @@ class Node:
         self.log_path = log_path
         self.port = 0
         self.last_events: list[list[Any]] = []  # what it had recorded when last asked
+        self.hub_stopped = False  # stop_hub() was called: the process is up, its hub is not
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, str(NODE_SCRIPT), *argv],
@@ -233,10 +234,11 @@ class Node:
         except urllib.error.HTTPError as exc:  # a refusal still carries a JSON answer
             return json.loads(exc.read() or b"{}")
 
-    def events(self) -> list[list[Any]]:
-        """Every hook event this process recorded so far."""
+    def events(self, kind: str | None = None) -> list[list[Any]]:
+        """The hook events this process recorded so far (of one ``kind``: join, message,
+        leave, presence, error)."""
         self.last_events = self._http("/events")
-        return self.last_events
+        return [e for e in self.last_events if kind is None or e[0] == kind]
 
     def call_raw(self, method: str, *args: Any, timeout: float = 30.0, **kwargs: Any) -> Any:
         """The control API's answer as is: ``{"ok": ...}`` or ``{"error": ..., "detail": ...}``."""
@@ -281,8 +283,10 @@ class Node:
             return {}
 
     def stop_hub(self) -> None:
-        """``hub.stop()`` in this process (the process stays up, its hub stopped)."""
+        """``hub.stop()`` in this process (the process stays up, its hub stopped, so what
+        its hooks recorded can still be read)."""
         self.call("stop")
+        self.hub_stopped = True
 
 
 class Cluster:
@@ -304,7 +308,8 @@ class Cluster:
 
     @property
     def live(self) -> list[Node]:
-        return [n for n in self.nodes if n.alive]
+        """The processes whose hub runs (the ones to ask)."""
+        return [n for n in dict.fromkeys(self.nodes) if n.alive and not n.hub_stopped]
 
     def add(self) -> Node:
         """Start one more process on the same backplane."""
@@ -349,16 +354,22 @@ class Cluster:
     ) -> None:
         """Wait until ``members(room)`` on every live process gives ``user`` that presence
         (None: not a member, or no such room)."""
-        wait_until(
-            lambda: all(n.members_or_none(room).get(user) == presence for n in self.live),
-            timeout=timeout,
-            what=f"{user} to be {presence} in {room} on every process",
-        )
+        try:
+            wait_until(
+                lambda: all(n.members_or_none(room).get(user) == presence for n in self.live),
+                timeout=timeout,
+                what=f"{user} to be {presence} in {room} on every process",
+            )
+        except AssertionError as exc:
+            seen = {n.name: n.call_raw("members", room) for n in self.live}
+            raise AssertionError(
+                f"{exc}; members({room!r}) as each process sees it: {seen}"
+            ) from exc
 
     def events(self, kind: str | None = None) -> list[list[Any]]:
         """Hook events summed over the processes (a dead one: what it had when it died)."""
         out: list[list[Any]] = []
-        for node in self.nodes:
+        for node in dict.fromkeys(self.nodes):  # each process once
             out.extend(node.events() if node.alive else node.last_events)
         return [e for e in out if kind is None or e[0] == kind]
 
