@@ -125,8 +125,9 @@ class SharedRoomActor(GeventActor):
         for i, text in enumerate(frames):
             if not conn.offer(OutFrame(text)):
                 # The backlog is bigger than the outbox: the rest waits in Redis until it drains.
+                after = self.local.after(lc)
                 self.local.pause(lc)
-                self.store.hold(self.room, lc.pid, lc.gen, frames[i:])
+                self.store.hold(self.room, lc.pid, lc.gen, after, frames[i:])
                 conn.when_drained(partial(tell_quietly, self.actor_ref, m.Flush(lc.pid, lc.gen)))
                 return
 

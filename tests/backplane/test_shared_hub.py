@@ -220,3 +220,22 @@ def test_the_proxy_gives_the_same_answers_on_a_backplane(pair: Any) -> None:
     with pytest.raises(wsroom.RoomNotFound):
         b.hub.proxy.members("nowhere").get()
     assert [recv_json(alice)["type"] for _ in range(2)] == ["p", "q"]
+
+
+def test_a_queue_bigger_than_the_outbox_flushes_in_order_while_traffic_goes_on(
+    pair: Any,
+) -> None:
+    a, b = pair(grace=5.0, queued=300, outbox_max_messages=8)
+    a.join(user="alice")
+    bob = a.join(user="bob")
+    bob.close()
+    wait_until(lambda: a.hub.members("lobby").get("bob") is wsroom.Presence.OFFLINE)
+    for i in range(100):
+        a.hub.send_to("lobby", "bob", wsroom.Envelope("n", i))
+    bob = b.connect(user="bob")
+    sent = 100
+    while sent < 160:  # live traffic while the backlog drains
+        a.hub.broadcast("lobby", wsroom.Envelope("n", sent), exclude=["alice"])
+        sent += 1
+    got = [recv_json(bob)["payload"] for _ in range(160)]
+    assert got == list(range(160))

@@ -151,3 +151,24 @@ def test_unreachable_redis_raises_backplane_unavailable_in_bounded_time() -> Non
     with pytest.raises(wsroom.BackplaneUnavailable):
         dead.rooms()
     assert isinstance(wsroom.BackplaneUnavailable(), wsroom.WsroomError)
+
+
+def test_a_held_flush_queues_what_the_stream_carried_meanwhile_once(store: Store) -> None:
+    gen = live(store, BOB, maxq=10)
+    tail = last_id(store)  # the connection went live here; its flush then filled the outbox
+    store.broadcast(R, "during", [])
+    store.hold(R, BOB, gen, tail, ["rest1", "rest2"])
+    store.broadcast(R, "after", [])
+    answer = store.complete_join(R, BOB, gen)
+    assert answer["ok"] and answer["frames"] == ["rest1", "rest2", "during", "after"]
+
+
+def test_replacing_a_connection_that_was_not_live_hands_over_no_duplicates(store: Store) -> None:
+    gen = live(store, BOB, maxq=10)
+    tail = last_id(store)
+    store.hold(R, BOB, gen, tail, ["rest"])  # waiting: its traffic goes to the queue
+    store.broadcast(R, "queued", [])
+    new = store.begin_join(R, BOB, "B", 5.0, 10)
+    store.handover(R, BOB, "A", gen, tail, ["unsent"])
+    answer = store.complete_join(R, BOB, new.gen)
+    assert answer["frames"] == ["unsent", "rest", "queued"]

@@ -90,6 +90,11 @@ local function missed(room, pid, after, upto)
   end
   return out
 end
+-- What a replaced connection missed before its replacement (entry ho = {r's id, was live}).
+local function handed_missed(room, pid, after, ho)
+  if not ho[2] then return {} end
+  return missed(room, pid, after, ho[1])
+end
 -- Put head in front of pid's queue, keeping at most maxq (the newest are cut, as in one process).
 local function prepend(room, pid, head)
   if #head == 0 then return end
@@ -227,7 +232,8 @@ if old ~= 'O' then
   local rid = xadd(room, 'k', 'r', 't', pid, 'g', tostring(m.g), 'n', tostring(gen))
   if joined then
     m.ho = m.ho or {}
-    m.ho[m.p .. '|' .. tostring(m.g)] = rid
+    -- Whether it was live: only then did the stream carry its traffic (else it was queued).
+    m.ho[m.p .. '|' .. tostring(m.g)] = {rid, old == 'L'}
     redis.call('SADD', P .. 'proc:' .. m.p .. ':ho', memkey(room, pid))
   end
 end
@@ -267,9 +273,10 @@ local frames = redis.call('LRANGE', q, 0, -1)
 redis.call('DEL', q)
 return {ok = true, first = first, back = back, tail = tail(room), frames = frames}
 """,
-    # ARGV: room, pid, gen, frames... → {} : the outbox filled during a flush; the rest waits
+    # ARGV: room, pid, gen, after, frames... → {} : the outbox filled during a flush; the rest,
+    # and what the stream carried for it since ``after``, wait in the queue
     "hold": r"""
-local room, pid, gen = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local room, pid, gen, after = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local m = getm(room, pid)
 if not m or m.g ~= gen or m.st ~= 'L' then return {stale = true} end
 m.st = 'W'
@@ -277,7 +284,8 @@ redis.call('HINCRBY', rk(room, 'c'), 'live', -1)
 redis.call('SADD', rk(room, 'w'), pid)
 putm(room, pid, m)
 local head = {}
-for i = 5, #ARGV do table.insert(head, ARGV[i]) end
+for i = 6, #ARGV do table.insert(head, ARGV[i]) end
+for _, f in ipairs(missed(room, pid, after, nil)) do table.insert(head, f) end
 prepend(room, pid, head)
 return {ok = true}
 """,
@@ -304,7 +312,7 @@ if m.g ~= gen then
   -- Replaced by a newer connection: what this one never wrote goes to the new one's queue.
   if m.ho and m.ho[key] then
     local head = unsent
-    for _, f in ipairs(missed(room, pid, after, m.ho[key])) do table.insert(head, f) end
+    for _, f in ipairs(handed_missed(room, pid, after, m.ho[key])) do table.insert(head, f) end
     prepend(room, pid, head)
     handover_done(room, pid, m, key)
     putm(room, pid, m)
@@ -340,7 +348,7 @@ local key = proc .. '|' .. oldgen
 if not m or not m.ho or not m.ho[key] then return {stale = true} end
 local head = {}
 for i = 7, #ARGV do table.insert(head, ARGV[i]) end
-for _, f in ipairs(missed(room, pid, after, m.ho[key])) do table.insert(head, f) end
+for _, f in ipairs(handed_missed(room, pid, after, m.ho[key])) do table.insert(head, f) end
 prepend(room, pid, head)
 handover_done(room, pid, m, key)
 putm(room, pid, m)

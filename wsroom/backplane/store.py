@@ -166,8 +166,12 @@ class Store:
             answer["frames"] = _list(answer["frames"])
         return answer
 
-    def hold(self, room: RoomID, pid: ParticipantID, gen: int, rest: Sequence[str]) -> None:
-        self.run("hold", room, pid, gen, *rest)
+    def hold(
+        self, room: RoomID, pid: ParticipantID, gen: int, after: str, rest: Sequence[str]
+    ) -> None:
+        """The outbox filled while flushing: ``rest``, then what the stream carried for it after
+        ``after``, go back to the queue, which takes its sends again until the next flush."""
+        self.run("hold", room, pid, gen, after, *rest)
 
     def fail_join(self, room: RoomID, pid: ParticipantID, gen: int) -> bool:
         """``on_join`` raised: True when that ended a membership (a reconnect's)."""
