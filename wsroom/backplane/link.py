@@ -122,8 +122,8 @@ class Link:
                 if op == "sub":
                     subs[room] = [ref, start]
                 elif op == "evict":
-                    for sub in subs.values():
-                        tell_quietly(sub[0], m.Evicted())
+                    for held in subs.values():
+                        tell_quietly(held[0], m.Evicted())
                 elif subs.get(room, [None])[0] is ref:
                     del subs[room]
             streams: dict[Any, Any] = {room_stream(r): s[1] for r, s in subs.items()}
