@@ -239,3 +239,21 @@ def test_a_queue_bigger_than_the_outbox_flushes_in_order_while_traffic_goes_on(
         sent += 1
     got = [recv_json(bob)["payload"] for _ in range(160)]
     assert got == list(range(160))
+
+
+def test_a_process_wrongly_declared_dead_sends_its_clients_back(pair: Any, redis_url: str) -> None:
+    from wsroom.backplane.store import Store, connect
+
+    a, b = pair(grace=5.0)
+    alice = a.join(user="alice")
+    bob = b.connect(user="bob")
+    wait_until(joined(a, "bob"))
+    # As if both had stalled past dead_after: another process reaps them.
+    reaper = Store(connect(redis_url, gevent_sockets=False), timeout=3.0)
+    assert len(reaper.reap_dead(0.0, "someone-else")["offline"]) == 2
+    assert read_close(alice)[0] == 1012
+    assert read_close(bob)[0] == 1012
+    assert a.hub.send_to("lobby", "bob", wsroom.Envelope("kept")) is wsroom.Delivery.QUEUED
+    bob = a.connect(user="bob")
+    assert recv_json(bob) == {"type": "kept", "payload": None}
+    wait_until(lambda: a.hub.members("lobby")["bob"] is wsroom.Presence.ONLINE)

@@ -123,6 +123,8 @@ def test_a_silent_process_is_reaped_once_and_its_members_go_offline(store: Store
     wait_until(lambda: store.reap_dead(0.1, "alive")["offline"], timeout=3)
     assert store.members(R) == {ALICE: wsroom.Presence.OFFLINE, BOB: wsroom.Presence.ONLINE}
     assert store.reap_dead(0.1, "alive")["offline"] == []
+    assert store.heartbeat("dead") is True  # it learns it was declared dead
+    assert store.heartbeat("dead") is False
 
 
 def test_a_retried_call_takes_effect_once(store: Store) -> None:
