@@ -418,11 +418,11 @@ def profile(quick: bool, args: argparse.Namespace) -> dict[str, Any]:
     if quick:
         p.update(f_members=200, f_small=50, f_count=60, f_paced_count=40, f_idle_seconds=2,
                  g_pairs=20, g_seconds=3, h_procs=4, h_rooms=20, h_room_size=50, h_seconds=5,
-                 h_idle_seconds=2)
+                 h_idle_seconds=2, h_few_rooms=4, h_probe_calls=1000)
     else:
         p.update(f_members=1000, f_small=100, f_count=300, f_paced_count=200, f_idle_seconds=6,
                  g_pairs=100, g_seconds=10, h_procs=4, h_rooms=100, h_room_size=100,
-                 h_seconds=30, h_idle_seconds=4)
+                 h_seconds=30, h_idle_seconds=6, h_few_rooms=10, h_probe_calls=5000)
     p["h_rate"] = 20
     if args.h_rooms is not None:
         p["h_rooms"] = args.h_rooms
@@ -555,6 +555,7 @@ BP_CONFIGS: dict[str, tuple[str, int, bool, str]] = {
     "G-relay2r": ("wsroom", 2, True, "relay, 2 processes + Redis"),
     "H1": ("wsroom", 1, False, "wsroom, 1 process"),
     "H4r": ("wsroom", 4, True, "wsroom, 4 processes + Redis"),
+    "H4r-few": ("wsroom", 4, True, "wsroom, 4 processes + Redis, fewer rooms"),
 }
 
 
@@ -596,7 +597,28 @@ def run_backplane(
         if p["h_reference"]:
             run("H1", "rooms", budget, **rooms)
         run("H4r", "rooms", budget, **rooms)
+        # The same rate over fewer rooms: what each process's one XREAD costs per room it reads.
+        run("H4r-few", "rooms", budget, **{**rooms, "rooms": p["h_few_rooms"]})
+        print("  H-probe: one call at a time against an idle Redis", flush=True)
+        out["H-probe"] = redis_probe(logdir, p["h_probe_calls"])
     return out
+
+
+def redis_probe(logdir: Path, calls: int) -> dict[str, Any]:
+    """``servers/redis_probe.py`` on the servers' core against a Redis of its own."""
+    rds = RedisProc(logdir)
+    try:
+        proc = subprocess.run(
+            ["taskset", "-c", SERVER_CORE, sys.executable, str(SERVERS_DIR / "redis_probe.py"),
+             "--redis", rds.url, "--redis-pid", str(rds.pid), "--calls", str(calls)],
+            capture_output=True, text=True, timeout=600, cwd=tempfile.gettempdir(),
+        )
+    finally:
+        rds.stop()
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-500:]}
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 # Commands that are the bench's own (INFO, DBSIZE) or a connection's setup, not the backplane's.
@@ -643,6 +665,32 @@ def per_call(cmds: dict[str, list[float]], n: float) -> dict[str, float]:
     return {c: v[0] / n for c, v in cmds.items()} if n else {}
 
 
+def per_broadcast(
+    d: dict[str, Any], idle: dict[str, Any] | None, broadcasts: int
+) -> tuple[dict[str, float], float | None]:
+    """Redis commands per broadcast by command, and Redis's CPU seconds per broadcast, with the
+    processes' own scripts (heartbeats, reaper ticks) taken out.
+
+    In the phase every script run is a broadcast or one of those: their number is the EVALSHAs
+    less the broadcasts, exactly, and what one of them runs (and costs Redis) is known from the
+    idle window, where they are all there is. XREADs are counted as they are: each is a wake of a
+    process's reader (none times out while its rooms get traffic)."""
+    cmds = d["cmds"]
+    evals = cmds.get("evalsha", [0, 0])[0]
+    others = max(evals - broadcasts, 0.0)
+    idle_cmds = (idle or {}).get("cmds") or {}
+    idle_evals = idle_cmds.get("evalsha", [0, 0])[0]
+    out: dict[str, float] = {}
+    for c, v in cmds.items():
+        share = idle_cmds.get(c, [0, 0])[0] / idle_evals if idle_evals and c != "xread" else 0.0
+        out[c] = (v[0] - others * share) / broadcasts
+    redis_cpu = None
+    if "redis_cpu" in d:
+        bg = idle["redis_cpu"] * others / idle_evals if idle and idle_evals else 0.0
+        redis_cpu = (d["redis_cpu"] - bg) / broadcasts
+    return out, redis_cpu
+
+
 def fanout_metrics(r: dict[str, Any], count: int, paced_count: int) -> dict[str, Any]:
     m: dict[str, Any] = {}
     fast, paced = r.get("fast") or {}, r.get("paced") or {}
@@ -658,20 +706,21 @@ def fanout_metrics(r: dict[str, Any], count: int, paced_count: int) -> dict[str,
     m["other_load"], m["steal"] = r.get("other_load"), r.get("steal")
     idle = span(r, "idle-start", "idle-end")
     f = net(span(r, "fast-start", "fast-end"), idle)
-    pc = net(span(r, "paced-start", "paced-end"), idle)
     delivered = fast.get("delivered")
     if f and delivered:
         m["cpu_us"] = f["cpu"] / delivered * 1e6
         m["each_cpu_us"] = [x / delivered * 1e6 for x in f["each"]]
-        if "redis_cpu" in f:
-            m["redis_us_per_delivery"] = f["redis_cpu"] / delivered * 1e6
-            m["redis_us_per_bcast_fast"] = f["redis_cpu"] / count * 1e6
-            cmds = per_call(f["cmds"], count)
-            m["cmds_fast"] = sum(cmds.values())
-            m["xread_fast"] = cmds.get("xread", 0.0)
+    if f and "redis_cpu" in f:
+        cmds, rcpu = per_broadcast(span(r, "fast-start", "fast-end") or f, idle, count)
+        m["cmds_fast"] = sum(cmds.values())
+        m["xread_fast"] = cmds.get("xread", 0.0)
+        if rcpu is not None:
+            m["redis_us_per_bcast_fast"] = rcpu * 1e6
+            m["redis_us_per_delivery"] = rcpu * count / delivered * 1e6 if delivered else None
+    pc = span(r, "paced-start", "paced-end")
     if pc and "redis_cpu" in pc and paced.get("delivered"):
-        m["redis_us_per_bcast_paced"] = pc["redis_cpu"] / paced_count * 1e6
-        cmds = per_call(pc["cmds"], paced_count)
+        cmds, rcpu = per_broadcast(pc, idle, paced_count)
+        m["redis_us_per_bcast_paced"] = rcpu * 1e6 if rcpu is not None else None
         m["cmds_by"] = {c: round(v, 2) for c, v in sorted(cmds.items(), key=lambda kv: -kv[1])}
         m["cmds_paced"] = sum(cmds.values())
         m["xread_paced"] = cmds.get("xread", 0.0)
@@ -680,7 +729,7 @@ def fanout_metrics(r: dict[str, Any], count: int, paced_count: int) -> dict[str,
         m["evalsha_usec"] = usec[1] / usec[0] if usec[0] > 0 else None
         xr = pc["cmds"].get("xread", [0, 0])
         m["xread_usec"] = xr[1] / xr[0] if xr[0] > 0 else None
-    if idle is not None:
+    if idle is not None and idle["secs"] > 0:
         m["idle_server_cores"] = idle["cpu"] / idle["secs"]
         if "redis_cpu" in idle:
             m["idle_redis_cores"] = idle["redis_cpu"] / idle["secs"]
@@ -710,7 +759,8 @@ def trips_metrics(r: dict[str, Any], sends_per_trip: int, a: str, b: str) -> dic
 
 def rooms_metrics(r: dict[str, Any]) -> dict[str, Any]:
     fixed = r.get("fixed") or {}
-    m: dict[str, Any] = {"connections": r.get("members"), "failed": r.get("failed"),
+    m: dict[str, Any] = {"rooms": r.get("rooms"), "connections": r.get("members"),
+                         "failed": r.get("failed"),
                          "p50": fixed.get("p50_ms"), "p99": fixed.get("p99_ms"),
                          "max": fixed.get("max_ms"), "missing": r.get("missing"),
                          "out_of_order": r.get("out_of_order"), "misrouted": r.get("misrouted"),
@@ -727,12 +777,15 @@ def rooms_metrics(r: dict[str, Any]) -> dict[str, Any]:
         m["each_cores"] = [x / secs for x in d["each"]]
         if got:
             m["cpu_us"] = d["cpu"] / got * 1e6
+        n = net(d, idle)
+        assert n is not None
+        if idle is not None:
+            m["server_us_per_bcast"] = n["cpu"] / sent * 1e6
+            m["server_us_per_wake"] = n["cpu"] / sent / len(n["each"]) * 1e6
         if "redis_cpu" in d:
             m["redis_cores"] = d["redis_cpu"] / secs
-            n = net(d, idle)
-            assert n is not None
-            m["redis_us_per_bcast"] = n["redis_cpu"] / sent * 1e6
-            cmds = per_call(n["cmds"], sent)
+            cmds, rcpu = per_broadcast(d, idle, sent)
+            m["redis_us_per_bcast"] = rcpu * 1e6 if rcpu is not None else None
             m["cmds_per_bcast"] = sum(cmds.values())
             m["xread_per_bcast"] = cmds.get("xread", 0.0)
             m["cmds_by"] = {c: round(v, 2) for c, v in sorted(cmds.items(), key=lambda kv: -kv[1])}
@@ -740,10 +793,11 @@ def rooms_metrics(r: dict[str, Any]) -> dict[str, Any]:
             m["xread_usec"] = xr[1] / xr[0] if xr[0] > 0 else None
             ev = d["cmds"].get("evalsha", [0, 0])
             m["evalsha_usec"] = ev[1] / ev[0] if ev[0] > 0 else None
-    if idle is not None and "redis_cpu" in idle:
-        m["idle_redis_cores"] = idle["redis_cpu"] / idle["secs"]
+    if idle is not None and idle["secs"] > 0:
         m["idle_server_cores"] = idle["cpu"] / idle["secs"]
-        m["idle_cmds_per_s"] = sum(v[0] for v in idle["cmds"].values()) / idle["secs"]
+        if "redis_cpu" in idle:
+            m["idle_redis_cores"] = idle["redis_cpu"] / idle["secs"]
+            m["idle_cmds_per_s"] = sum(v[0] for v in idle["cmds"].values()) / idle["secs"]
     return m
 
 
@@ -758,6 +812,8 @@ def backplane_metrics(raw: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
             ms[key] = trips_metrics(r, 1, "echo-start", "echo-end")
         elif key.startswith("G-relay"):
             ms[key] = trips_metrics(r, 2, "relay-start", "relay-end")
+        elif key == "H-probe":
+            ms[key] = r
         elif key.startswith("H"):
             ms[key] = rooms_metrics(r)
     return ms
@@ -879,6 +935,7 @@ def backplane_tables(ms: dict[str, Any], p: dict[str, Any]) -> str:
     if g_table:
         parts.append(g_table)
     h_rows = [
+        ("rooms", "rooms (each spread over every process)", "{:,.0f}"),
         ("connections", "connections held", "{:,.0f}"),
         ("failed", "  failed to connect", "{:,.0f}"),
         ("bcasts_per_s", "broadcasts/s (in all)", "{:,.1f}"),
@@ -889,6 +946,9 @@ def backplane_tables(ms: dict[str, Any], p: dict[str, Any]) -> str:
         ("cores", "servers' CPU, all processes (cores)", "{:.3f}"),
         ("each_cores", "  each process (cores)", "{}"),
         ("cpu_us", "  per delivery (us)", "{:,.1f}"),
+        ("idle_server_cores", "  idle, all processes (cores)", "{:.4f}"),
+        ("server_us_per_bcast", "  per broadcast, idle taken out (us)", "{:,.0f}"),
+        ("server_us_per_wake", "  per process and broadcast, idle taken out (us)", "{:,.0f}"),
         ("redis_cores", "Redis CPU (cores)", "{:.4f}"),
         ("redis_us_per_bcast", "  Redis CPU per broadcast, idle taken out (us)", "{:,.0f}"),
         ("cmds_per_bcast", "Redis commands per broadcast", "{:,.1f}"),
@@ -904,17 +964,41 @@ def backplane_tables(ms: dict[str, Any], p: dict[str, Any]) -> str:
         ("lg_cpu", "load generator CPU (cores)", "{:.2f}"),
         ("other_load", "other processes' CPU (cores)", "{:.2f}"),
     ]
-    for k in ("H1", "H4r"):
+    for k in ("H1", "H4r", "H4r-few"):
         if isinstance(ms.get(k, {}).get("each_cores"), list):
             ms[k]["each_cores"] = " ".join(f"{x:.3f}" for x in ms[k]["each_cores"])
     h_table = _sub_table(
-        ms, ["H1", "H4r"], h_rows, [("4 procs / 1 proc", "H4r", "H1")],
-        f"H {p['h_rooms']} rooms of {p['h_room_size']}, {p['h_rate']} broadcasts/s in all, "
+        ms, ["H1", "H4r", "H4r-few"], h_rows,
+        [("4 procs / 1 proc", "H4r", "H1"),
+         (f"{p['h_rooms']} rooms / {p['h_few_rooms']}", "H4r", "H4r-few")],
+        f"H rooms of {p['h_room_size']}, {p['h_rate']} broadcasts/s in all, "
         f"{p['h_seconds']:g} s",
     )
     if h_table:
         parts.append(h_table)
+    probe = ms.get("H-probe") or {}
+    if "set" in probe:
+        rows = [["SET (one round trip)", *_probe_cells(probe["set"])],
+                ["broadcast script, with a call id (as the hub calls it)",
+                 *_probe_cells(probe["broadcast_script"])],
+                ["broadcast script, without a call id",
+                 *_probe_cells(probe["broadcast_script_no_call_id"])]]
+        xr = probe.get("xread") or {}
+        for n, v in xr.items():
+            rows.append([f"XREAD over {int(n):,} streams, nothing new", *_probe_cells(v)])
+        if "1" in xr and "1000" in xr:
+            rows.append(["  XREAD: each further stream (1 to 1,000)",
+                         fmt((xr["1000"]["redis_us"] - xr["1"]["redis_us"]) / 999, "{:.2f}"),
+                         fmt((xr["1000"]["client_us"] - xr["1"]["client_us"]) / 999, "{:.2f}"),
+                         ""])
+        parts.append(_grid([f"H probe: one call at a time, idle Redis ({probe['calls']:,} calls)",
+                            "Redis CPU (us/call)", "caller CPU (us/call)", "calls/s"], rows))
     return "\n\n".join(parts)
+
+
+def _probe_cells(v: dict[str, float]) -> list[str]:
+    return [fmt(v.get("redis_us"), "{:,.1f}"), fmt(v.get("client_us"), "{:,.1f}"),
+            fmt(v.get("calls_per_s"), "{:,.0f}")]
 
 
 def backplane_targets(ms: dict[str, Any], p: dict[str, Any]) -> list[tuple[str, str, str]]:
