@@ -730,7 +730,7 @@ def fanout_metrics(r: dict[str, Any], count: int, paced_count: int) -> dict[str,
         xr = pc["cmds"].get("xread", [0, 0])
         m["xread_usec"] = xr[1] / xr[0] if xr[0] > 0 else None
     if idle is not None and idle["secs"] > 0:
-        m["idle_server_cores"] = idle["cpu"] / idle["secs"]
+        m["idle_server_cores"] = max(idle["cpu"] / idle["secs"], 0.0)  # noise about 0
         if "redis_cpu" in idle:
             m["idle_redis_cores"] = idle["redis_cpu"] / idle["secs"]
             m["idle_cmds_per_s"] = sum(v[0] for v in idle["cmds"].values()) / idle["secs"]
@@ -794,7 +794,7 @@ def rooms_metrics(r: dict[str, Any]) -> dict[str, Any]:
             ev = d["cmds"].get("evalsha", [0, 0])
             m["evalsha_usec"] = ev[1] / ev[0] if ev[0] > 0 else None
     if idle is not None and idle["secs"] > 0:
-        m["idle_server_cores"] = idle["cpu"] / idle["secs"]
+        m["idle_server_cores"] = max(idle["cpu"] / idle["secs"], 0.0)  # noise about 0
         if "redis_cpu" in idle:
             m["idle_redis_cores"] = idle["redis_cpu"] / idle["secs"]
             m["idle_cmds_per_s"] = sum(v[0] for v in idle["cmds"].values()) / idle["secs"]
@@ -847,9 +847,16 @@ def _sub_table(
         if all(v is None for v in vals):
             continue
         row = [label, *[fmt(v, spec) for v in vals]]
-        row += [ratio(ms[a].get(key), ms[b].get(key)) if spec != "{}" else "" for _, a, b in ratios]
+        # A ratio of a negative or zero figure (an idle CPU within noise of 0) means nothing.
+        row += [ratio(ms[a].get(key), ms[b].get(key))
+                if spec != "{}" and _positive(ms[a].get(key), ms[b].get(key)) else "-"
+                for _, a, b in ratios]
         out.append(row)
     return _grid(headers, out)
+
+
+def _positive(*xs: Any) -> bool:
+    return all(isinstance(x, (int, float)) and x > 0 for x in xs)
 
 
 def backplane_tables(ms: dict[str, Any], p: dict[str, Any]) -> str:
@@ -985,7 +992,8 @@ def backplane_tables(ms: dict[str, Any], p: dict[str, Any]) -> str:
                  *_probe_cells(probe["broadcast_script_no_call_id"])]]
         xr = probe.get("xread") or {}
         for n, v in xr.items():
-            rows.append([f"XREAD over {int(n):,} streams, nothing new", *_probe_cells(v)])
+            noun = "stream" if int(n) == 1 else "streams"
+            rows.append([f"XREAD over {int(n):,} {noun}, nothing new", *_probe_cells(v)])
         if "1" in xr and "1000" in xr:
             rows.append(["  XREAD: each further stream (1 to 1,000)",
                          fmt((xr["1000"]["redis_us"] - xr["1"]["redis_us"]) / 999, "{:.2f}"),
