@@ -101,6 +101,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_precise(pid: int) -> float:
+    """CPU seconds of every thread of ``pid`` at nanosecond resolution (``/proc/<pid>/task/*/
+    schedstat``): the backplane scenarios take Redis's CPU over windows where it spends a few
+    ms, which clock ticks (10 ms) cannot tell."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return cpu_seconds(pid)
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that just ended
+    return total / 1e9
+
+
 def machine_busy_s() -> tuple[float, float]:
     """CPU seconds of user+system work by every process on the machine (interrupt and softirq
     time, which loopback traffic causes, left out), and the time stolen by the hypervisor."""
@@ -117,11 +135,13 @@ def _pump(stream: Any, out: queue.Queue[str | None]) -> None:
 
 
 class RunningServer:
-    def __init__(self, server: Server, logdir: Path) -> None:
+    redis: RedisProc | None = None  # a lone server has no Redis of its own (see Group)
+
+    def __init__(self, server: Server, logdir: Path, extra: tuple[str, ...] = ()) -> None:
         self.server = server
         self.port = free_port()
         self.log = open(logdir / f"{server.key}-{self.port}.log", "w")  # noqa: SIM115
-        cmd = ["taskset", "-c", SERVER_CORE, *server.cmd, "--port", str(self.port)]
+        cmd = ["taskset", "-c", SERVER_CORE, *server.cmd, "--port", str(self.port), *extra]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=self.log, text=True, preexec_fn=_raise_nofile,
             cwd=HERE,
@@ -144,6 +164,14 @@ class RunningServer:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def ports(self) -> list[int]:
+        return [self.port]
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.pid]
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -155,8 +183,112 @@ class RunningServer:
         self.log.close()
 
 
+class RedisProc:
+    """A ``redis-server`` of the run's own (scenarios F, G, H): in a temporary folder, on a free
+    port of 127.0.0.1, pinned to the servers' core, without persistence (no RDB, no AOF: what
+    is measured is the backplane's traffic, not the disk)."""
+
+    def __init__(self, logdir: Path) -> None:
+        import redis  # only the backplane scenarios need it
+
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.dir = Path(tempfile.mkdtemp(prefix="redis-", dir=logdir))
+        self.port = free_port()
+        cmd = ["taskset", "-c", SERVER_CORE, binary, "--port", str(self.port),
+               "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "", "--appendonly", "no",
+               "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=_raise_nofile)
+        self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.client.ping():
+                    break
+            except redis.RedisError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not start; see {self.dir}/redis.log")
+            time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu(self) -> float:
+        return cpu_precise(self.proc.pid)
+
+    def stats(self) -> dict[str, list[float]]:
+        """INFO commandstats: command -> [calls, usec]; commands run by scripts count too."""
+        info = self.client.info("commandstats")
+        out: dict[str, list[float]] = {}
+        for key, value in info.items():
+            name = key[len("cmdstat_"):] if key.startswith("cmdstat_") else key
+            if isinstance(value, dict):
+                out[name] = [float(value.get("calls", 0)), float(value.get("usec", 0))]
+        return out
+
+    def keys(self) -> int:
+        return int(self.client.dbsize())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.client.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Group:
+    """``n`` processes of one server (each its own process on the servers' core), on a Redis
+    of the run's own when ``with_redis``: what the load generator spreads its clients over."""
+
+    def __init__(self, server: Server, n: int, logdir: Path, with_redis: bool) -> None:
+        self.server = server
+        self.redis = RedisProc(logdir) if with_redis else None
+        extra = ("--redis", self.redis.url) if self.redis is not None else ()
+        self.members: list[RunningServer] = []
+        try:
+            for _ in range(n):
+                self.members.append(RunningServer(server, logdir, extra))
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def port(self) -> int:
+        return self.members[0].port
+
+    @property
+    def pid(self) -> int:
+        return self.members[0].pid
+
+    @property
+    def ports(self) -> list[int]:
+        return [m.port for m in self.members]
+
+    @property
+    def pids(self) -> list[int]:
+        return [m.pid for m in self.members]
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+        if self.redis is not None:
+            self.redis.stop()
+
+
 def loadgen(
-    node: str, srv: RunningServer, scenario: str, timeout: float,
+    node: str, srv: RunningServer | Group, scenario: str, timeout: float,
     on_label: Callable[[str], None] | None = None, **opts: Any
 ) -> dict[str, Any]:
     """Run one scenario of the load generator against ``srv``; answer its RSS requests.
@@ -165,6 +297,10 @@ def loadgen(
     cmd = ["taskset", "-c", LOADGEN_CORE, node, str(NODE_DIR / "loadgen.js"),
            "--proto", srv.server.proto, "--port", str(srv.port), "--scenario", scenario,
            "--max-seconds", str(int(timeout))]
+    pids, rds = srv.pids, srv.redis
+    many = isinstance(srv, Group)  # scenarios F, G, H: more to sample at each mark
+    if len(pids) > 1:
+        cmd += ["--ports", ",".join(str(port) for port in srv.ports)]
     for key, value in opts.items():
         if value is True:
             cmd.append(f"--{key}")
@@ -177,9 +313,18 @@ def loadgen(
     threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
     errors: list[str] = []
     threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True).start()  # type: ignore[arg-type]
-    t0, busy0, srv0 = time.monotonic(), machine_busy_s(), cpu_seconds(srv.pid)
+    def servers_cpu() -> float:
+        return sum(cpu_seconds(pid) for pid in pids) + (cpu_seconds(rds.pid) if rds else 0.0)
+
+    t0, busy0, srv0 = time.monotonic(), machine_busy_s(), servers_cpu()
     rss: dict[str, int] = {}
     cpu: dict[str, float] = {}
+    # With several processes or a Redis, at each mark: each process's CPU, Redis's CPU and
+    # command counts, and the time (for rates over the window between two marks).
+    each_cpu: dict[str, list[float]] = {}
+    redis_cpu: dict[str, float] = {}
+    redis_stats: dict[str, dict[str, list[float]]] = {}
+    mark_t: dict[str, float] = {}
     result: dict[str, Any] | None = None
     deadline = time.monotonic() + timeout + 15
     try:
@@ -192,8 +337,18 @@ def loadgen(
                 break
             if line.startswith("@rss "):
                 label = line.split(" ", 1)[1]
-                rss[label] = rss_kb(srv.pid)
-                cpu[label] = cpu_seconds(srv.pid)
+                if many:
+                    mark_t[label] = time.monotonic()
+                    each = [cpu_precise(pid) for pid in pids]
+                    each_cpu[label] = each
+                    cpu[label] = sum(each)
+                    rss[label] = sum(rss_kb(pid) for pid in pids)
+                    if rds is not None:
+                        redis_cpu[label] = rds.cpu()
+                        redis_stats[label] = rds.stats()
+                else:
+                    rss[label] = rss_kb(srv.pid)
+                    cpu[label] = cpu_seconds(srv.pid)
                 if on_label is not None:
                     on_label(label)
                 assert proc.stdin is not None
@@ -214,12 +369,20 @@ def loadgen(
             lg_cpu = 0.0
     wall = time.monotonic() - t0
     busy1 = machine_busy_s()
-    foreign = busy1[0] - busy0[0] - (cpu_seconds(srv.pid) - srv0) - lg_cpu
+    foreign = busy1[0] - busy0[0] - (servers_cpu() - srv0) - lg_cpu
     steal = busy1[1] - busy0[1]
     if result is None:
         result = {"error": "no result from the load generator: " + "".join(errors[-5:])}
     result["server_rss_kb"] = rss
     result["server_cpu_s"] = cpu
+    if many:
+        result["processes"] = len(pids)
+        result["each_cpu_s"] = each_cpu
+        result["mark_t"] = mark_t
+        if rds is not None:
+            result["redis_cpu_s"] = redis_cpu
+            result["redis_stats"] = redis_stats
+            result["redis_keys"] = rds.keys()
     # Cores' worth of CPU used by other processes while this ran (other sessions' tests, ...).
     result["other_load"] = round(max(foreign, 0.0) / wall, 2) if wall > 0 else None
     result["steal"] = round(steal / wall, 2) if wall > 0 else None
@@ -251,6 +414,21 @@ def profile(quick: bool, args: argparse.Namespace) -> dict[str, Any]:
         p["e_fixed_seconds"] = args.e_fixed_seconds
     p["size"] = 100
     p["stall_size"] = args.stall_size
+    # F, G, H: the Redis backplane (issue 9).
+    if quick:
+        p.update(f_members=200, f_small=50, f_count=60, f_paced_count=40, f_idle_seconds=2,
+                 g_pairs=20, g_seconds=3, h_procs=4, h_rooms=20, h_room_size=50, h_seconds=5,
+                 h_idle_seconds=2, h_few_rooms=4, h_probe_calls=1000)
+    else:
+        p.update(f_members=1000, f_small=100, f_count=300, f_paced_count=200, f_idle_seconds=6,
+                 g_pairs=100, g_seconds=10, h_procs=4, h_rooms=100, h_room_size=100,
+                 h_seconds=30, h_idle_seconds=6, h_few_rooms=10, h_probe_calls=5000)
+    p["h_rate"] = 20
+    if args.h_rooms is not None:
+        p["h_rooms"] = args.h_rooms
+    if args.h_seconds is not None:
+        p["h_seconds"] = args.h_seconds
+    p["h_reference"] = not args.no_h_reference
     return p
 
 
@@ -349,6 +527,538 @@ def run_scenarios(
             )
         finally:
             srv.stop()
+    return out
+
+
+# -- the backplane scenarios (issue 9): F, G, H ----------------------------------------------
+
+
+def backplane_servers() -> dict[str, Server]:
+    py = sys.executable
+    return {
+        "wsroom": Server("wsroom", "wsroom", "plain", (py, str(SERVERS_DIR / "wsroom_server.py"))),
+        "pysio-redis": Server("pysio-redis", "python-socketio (gevent) + RedisManager", "sio",
+                              (py, str(SERVERS_DIR / "pysio_redis_server.py"))),
+    }
+
+
+# Each configuration of F, G, H: (server, processes, on a Redis, title).
+BP_CONFIGS: dict[str, tuple[str, int, bool, str]] = {
+    "F1": ("wsroom", 1, False, "wsroom, 1 process"),
+    "F1r": ("wsroom", 1, True, "wsroom, 1 process + Redis"),
+    "F2r": ("wsroom", 2, True, "wsroom, 2 processes + Redis"),
+    "F2r-small": ("wsroom", 2, True, "wsroom, 2 processes + Redis, small room"),
+    "F2r-sio": ("pysio-redis", 2, True, "python-socketio, 2 processes + RedisManager"),
+    "G-echo1": ("wsroom", 1, False, "echo, 1 process"),
+    "G-echo1r": ("wsroom", 1, True, "echo via Redis, 1 process"),
+    "G-relay1": ("wsroom", 1, False, "relay, 1 process"),
+    "G-relay2r": ("wsroom", 2, True, "relay, 2 processes + Redis"),
+    "H1": ("wsroom", 1, False, "wsroom, 1 process"),
+    "H4r": ("wsroom", 4, True, "wsroom, 4 processes + Redis"),
+    "H4r-few": ("wsroom", 4, True, "wsroom, 4 processes + Redis, fewer rooms"),
+}
+
+
+def run_backplane(
+    node: str, scen: set[str], p: dict[str, Any], logdir: Path, with_pysio: bool
+) -> dict[str, Any]:
+    """Scenarios F, G, H: each configuration a fresh set of processes (and a fresh Redis)."""
+    srvs = backplane_servers()
+    out: dict[str, Any] = {}
+
+    def run(key: str, scenario: str, timeout: float, **opts: Any) -> None:
+        server, n, with_redis, title = BP_CONFIGS[key]
+        print(f"  {key}: {title}", flush=True)
+        group = Group(srvs[server], n, logdir, with_redis)
+        try:
+            out[key] = loadgen(node, group, scenario, timeout, **opts)
+        finally:
+            group.stop()
+
+    if "F" in scen:
+        fan = {"count": p["f_count"], "rate": p["rate"], "size": p["size"], "marks": True,
+               "paced-count": p["f_paced_count"], "idle-seconds": p["f_idle_seconds"]}
+        for key in ("F1", "F1r", "F2r"):
+            run(key, "fanout", 300, members=p["f_members"], **fan)
+        run("F2r-small", "fanout", 300, members=p["f_small"], **fan)
+        if with_pysio:
+            run("F2r-sio", "fanout", 400, members=p["f_members"], **fan)
+    if "G" in scen:
+        for key in ("G-echo1", "G-echo1r"):
+            run(key, "echo", 120, clients=p["g_pairs"], seconds=p["g_seconds"], size=p["size"],
+                marks=True)
+        for key in ("G-relay1", "G-relay2r"):
+            run(key, "relay", 120, pairs=p["g_pairs"], seconds=p["g_seconds"], size=p["size"])
+    if "H" in scen:
+        rooms = {"rooms": p["h_rooms"], "room-size": p["h_room_size"], "size": p["size"],
+                 "fixed-rate": p["h_rate"], "fixed-seconds": p["h_seconds"], "no-search": True,
+                 "idle-seconds": p["h_idle_seconds"]}
+        budget = p["h_seconds"] + p["h_idle_seconds"] + 300
+        if p["h_reference"]:
+            run("H1", "rooms", budget, **rooms)
+        run("H4r", "rooms", budget, **rooms)
+        # The same rate over fewer rooms: what each process's one XREAD costs per room it reads.
+        run("H4r-few", "rooms", budget, **{**rooms, "rooms": p["h_few_rooms"]})
+        print("  H-probe: one call at a time against an idle Redis", flush=True)
+        out["H-probe"] = redis_probe(logdir, p["h_probe_calls"])
+    return out
+
+
+def redis_probe(logdir: Path, calls: int) -> dict[str, Any]:
+    """``servers/redis_probe.py`` on the servers' core against a Redis of its own."""
+    rds = RedisProc(logdir)
+    try:
+        proc = subprocess.run(
+            ["taskset", "-c", SERVER_CORE, sys.executable, str(SERVERS_DIR / "redis_probe.py"),
+             "--redis", rds.url, "--redis-pid", str(rds.pid), "--calls", str(calls)],
+            capture_output=True, text=True, timeout=600, cwd=tempfile.gettempdir(),
+        )
+    finally:
+        rds.stop()
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-500:]}
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+# Commands that are the bench's own (INFO, DBSIZE) or a connection's setup, not the backplane's.
+_NOT_BACKPLANE = {"info", "ping", "hello", "dbsize", "select", "client|setinfo", "client|setname",
+                  "script|load", "command|docs", "config|get", "config|set"}
+
+
+def span(r: dict[str, Any], a: str, b: str) -> dict[str, Any] | None:
+    """What the servers and Redis spent between marks ``a`` and ``b`` of one run."""
+    t = r.get("mark_t") or {}
+    if a not in t or b not in t:
+        return None
+    d: dict[str, Any] = {
+        "secs": t[b] - t[a],
+        "cpu": r["server_cpu_s"][b] - r["server_cpu_s"][a],
+        "each": [y - x for x, y in zip(r["each_cpu_s"][a], r["each_cpu_s"][b], strict=True)],
+    }
+    if "redis_cpu_s" in r:
+        d["redis_cpu"] = r["redis_cpu_s"][b] - r["redis_cpu_s"][a]
+        sa, sb = r["redis_stats"][a], r["redis_stats"][b]
+        d["cmds"] = {k: [v[0] - sa.get(k, [0, 0])[0], v[1] - sa.get(k, [0, 0])[1]]
+                     for k, v in sb.items() if k not in _NOT_BACKPLANE}
+    return d
+
+
+def net(d: dict[str, Any] | None, idle: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``d`` less what the same processes spend idle over as long (heartbeats, the reaper's
+    ticks, the blocked reads' timeouts), so that what is left is the phase's own work."""
+    if d is None or idle is None or idle["secs"] <= 0:
+        return d
+    k = d["secs"] / idle["secs"]
+    o = dict(d)
+    o["cpu"] = d["cpu"] - k * idle["cpu"]
+    o["each"] = [x - k * y for x, y in zip(d["each"], idle["each"], strict=True)]
+    if "redis_cpu" in d:
+        o["redis_cpu"] = d["redis_cpu"] - k * idle["redis_cpu"]
+        o["cmds"] = {c: [v[0] - k * idle["cmds"].get(c, [0, 0])[0],
+                         v[1] - k * idle["cmds"].get(c, [0, 0])[1]] for c, v in d["cmds"].items()}
+    return o
+
+
+def per_call(cmds: dict[str, list[float]], n: float) -> dict[str, float]:
+    """Commands per unit of work (a broadcast, a send), by command."""
+    return {c: v[0] / n for c, v in cmds.items()} if n else {}
+
+
+def per_broadcast(
+    d: dict[str, Any], idle: dict[str, Any] | None, broadcasts: int
+) -> tuple[dict[str, float], float | None]:
+    """Redis commands per broadcast by command, and Redis's CPU seconds per broadcast, with the
+    processes' own scripts (heartbeats, reaper ticks) taken out.
+
+    In the phase every script run is a broadcast or one of those: their number is the EVALSHAs
+    less the broadcasts, exactly, and what one of them runs (and costs Redis) is known from the
+    idle window, where they are all there is. XREADs are counted as they are: each is a wake of a
+    process's reader (none times out while its rooms get traffic)."""
+    cmds = d["cmds"]
+    evals = cmds.get("evalsha", [0, 0])[0]
+    others = max(evals - broadcasts, 0.0)
+    idle_cmds = (idle or {}).get("cmds") or {}
+    idle_evals = idle_cmds.get("evalsha", [0, 0])[0]
+    out: dict[str, float] = {}
+    for c, v in cmds.items():
+        share = idle_cmds.get(c, [0, 0])[0] / idle_evals if idle_evals and c != "xread" else 0.0
+        out[c] = (v[0] - others * share) / broadcasts
+    redis_cpu = None
+    if "redis_cpu" in d:
+        bg = idle["redis_cpu"] * others / idle_evals if idle and idle_evals else 0.0
+        redis_cpu = (d["redis_cpu"] - bg) / broadcasts
+    return out, redis_cpu
+
+
+def fanout_metrics(r: dict[str, Any], count: int, paced_count: int) -> dict[str, Any]:
+    m: dict[str, Any] = {}
+    fast, paced = r.get("fast") or {}, r.get("paced") or {}
+    m["dps"] = fast.get("deliveries_per_s")
+    m["fast_p99"] = fast.get("p99_ms")
+    for k in ("p50_ms", "p99_ms", "max_ms"):
+        m[f"paced_{k}"] = paced.get(k)
+    if fast and paced:
+        m["missing"] = (fast.get("missing") or 0) + (paced.get("missing") or 0)
+        m["out_of_order"] = (fast.get("out_of_order") or 0) + (paced.get("out_of_order") or 0)
+    m["members"] = r.get("members")
+    m["lg_cpu"] = fast.get("loadgen_cpu")
+    m["other_load"], m["steal"] = r.get("other_load"), r.get("steal")
+    idle = span(r, "idle-start", "idle-end")
+    f = net(span(r, "fast-start", "fast-end"), idle)
+    delivered = fast.get("delivered")
+    if f and delivered:
+        m["cpu_us"] = f["cpu"] / delivered * 1e6
+        m["each_cpu_us"] = [x / delivered * 1e6 for x in f["each"]]
+    if f and "redis_cpu" in f:
+        cmds, rcpu = per_broadcast(span(r, "fast-start", "fast-end") or f, idle, count)
+        m["cmds_fast"] = sum(cmds.values())
+        m["xread_fast"] = cmds.get("xread", 0.0)
+        if rcpu is not None:
+            m["redis_us_per_bcast_fast"] = rcpu * 1e6
+            m["redis_us_per_delivery"] = rcpu * count / delivered * 1e6 if delivered else None
+    pc = span(r, "paced-start", "paced-end")
+    if pc and "redis_cpu" in pc and paced.get("delivered"):
+        cmds, rcpu = per_broadcast(pc, idle, paced_count)
+        m["redis_us_per_bcast_paced"] = rcpu * 1e6 if rcpu is not None else None
+        m["cmds_by"] = {c: round(v, 2) for c, v in sorted(cmds.items(), key=lambda kv: -kv[1])}
+        m["cmds_paced"] = sum(cmds.values())
+        m["xread_paced"] = cmds.get("xread", 0.0)
+        m["evalsha_paced"] = cmds.get("evalsha", 0.0)
+        usec = pc["cmds"].get("evalsha", [0, 0])
+        m["evalsha_usec"] = usec[1] / usec[0] if usec[0] > 0 else None
+        xr = pc["cmds"].get("xread", [0, 0])
+        m["xread_usec"] = xr[1] / xr[0] if xr[0] > 0 else None
+    if idle is not None and idle["secs"] > 0:
+        m["idle_server_cores"] = max(idle["cpu"] / idle["secs"], 0.0)  # noise about 0
+        if "redis_cpu" in idle:
+            m["idle_redis_cores"] = idle["redis_cpu"] / idle["secs"]
+            m["idle_cmds_per_s"] = sum(v[0] for v in idle["cmds"].values()) / idle["secs"]
+            m["idle_scripts_per_s"] = idle["cmds"].get("evalsha", [0, 0])[0] / idle["secs"]
+    m["redis_keys"] = r.get("redis_keys")
+    return m
+
+
+def trips_metrics(r: dict[str, Any], sends_per_trip: int, a: str, b: str) -> dict[str, Any]:
+    m: dict[str, Any] = {"rtt_per_s": r.get("round_trips_per_s"), "p50": r.get("p50_ms"),
+                         "p99": r.get("p99_ms"), "misrouted": r.get("misrouted"),
+                         "lg_cpu": r.get("loadgen_cpu"), "other_load": r.get("other_load"),
+                         "steal": r.get("steal")}
+    d = span(r, a, b)
+    trips = r.get("round_trips")
+    if d and trips:
+        m["cpu_us"] = d["cpu"] / trips * 1e6
+        if "redis_cpu" in d:
+            m["redis_us"] = d["redis_cpu"] / trips * 1e6
+            cmds = per_call(d["cmds"], trips * sends_per_trip)
+            m["cmds_per_send"] = sum(cmds.values())
+            m["xread_per_send"] = cmds.get("xread", 0.0)
+            m["cmds_by"] = {c: round(v, 2) for c, v in sorted(cmds.items(), key=lambda kv: -kv[1])}
+    return m
+
+
+def rooms_metrics(r: dict[str, Any]) -> dict[str, Any]:
+    fixed = r.get("fixed") or {}
+    m: dict[str, Any] = {"rooms": r.get("rooms"), "connections": r.get("members"),
+                         "failed": r.get("failed"),
+                         "p50": fixed.get("p50_ms"), "p99": fixed.get("p99_ms"),
+                         "max": fixed.get("max_ms"), "missing": r.get("missing"),
+                         "out_of_order": r.get("out_of_order"), "misrouted": r.get("misrouted"),
+                         "lg_cpu": fixed.get("loadgen_cpu"), "other_load": r.get("other_load"),
+                         "steal": r.get("steal"), "redis_keys": r.get("redis_keys")}
+    idle = span(r, "idle-start", "idle-end")
+    d = span(r, "E-fixed-start", "E-fixed-end")
+    secs = d["secs"] if d else None
+    if d and secs and fixed.get("sent"):
+        sent, got = fixed["sent"], fixed.get("deliveries") or 0
+        m["deliveries_per_s"] = got / secs
+        m["bcasts_per_s"] = sent / secs
+        m["cores"] = d["cpu"] / secs
+        m["each_cores"] = [x / secs for x in d["each"]]
+        if got:
+            m["cpu_us"] = d["cpu"] / got * 1e6
+        n = net(d, idle)
+        assert n is not None
+        if idle is not None:
+            m["server_us_per_bcast"] = n["cpu"] / sent * 1e6
+            m["server_us_per_wake"] = n["cpu"] / sent / len(n["each"]) * 1e6
+        if "redis_cpu" in d:
+            m["redis_cores"] = d["redis_cpu"] / secs
+            cmds, rcpu = per_broadcast(d, idle, sent)
+            m["redis_us_per_bcast"] = rcpu * 1e6 if rcpu is not None else None
+            m["cmds_per_bcast"] = sum(cmds.values())
+            m["xread_per_bcast"] = cmds.get("xread", 0.0)
+            m["cmds_by"] = {c: round(v, 2) for c, v in sorted(cmds.items(), key=lambda kv: -kv[1])}
+            xr = d["cmds"].get("xread", [0, 0])
+            m["xread_usec"] = xr[1] / xr[0] if xr[0] > 0 else None
+            ev = d["cmds"].get("evalsha", [0, 0])
+            m["evalsha_usec"] = ev[1] / ev[0] if ev[0] > 0 else None
+    if idle is not None and idle["secs"] > 0:
+        m["idle_server_cores"] = max(idle["cpu"] / idle["secs"], 0.0)  # noise about 0
+        if "redis_cpu" in idle:
+            m["idle_redis_cores"] = idle["redis_cpu"] / idle["secs"]
+            m["idle_cmds_per_s"] = sum(v[0] for v in idle["cmds"].values()) / idle["secs"]
+    return m
+
+
+def backplane_metrics(raw: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+    ms: dict[str, Any] = {}
+    for key, r in raw.items():
+        if not isinstance(r, dict) or "error" in r:
+            ms[key] = {"error": (r or {}).get("error")}
+        elif key.startswith("F"):
+            ms[key] = fanout_metrics(r, p["f_count"], p["f_paced_count"])
+        elif key.startswith("G-echo"):
+            ms[key] = trips_metrics(r, 1, "echo-start", "echo-end")
+        elif key.startswith("G-relay"):
+            ms[key] = trips_metrics(r, 2, "relay-start", "relay-end")
+        elif key == "H-probe":
+            ms[key] = r
+        elif key.startswith("H"):
+            ms[key] = rooms_metrics(r)
+    return ms
+
+
+def _grid(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":"
+                         for i, w in enumerate(widths)) + "|"
+    body = ["| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                              for i, (c, w) in enumerate(zip(r, widths, strict=True))) + " |"
+            for r in rows]
+    return "\n".join([line, sep, *body])
+
+
+def _sub_table(
+    ms: dict[str, Any], keys: list[str], rows: list[tuple[str, str, str]],
+    ratios: list[tuple[str, str, str]], first: str,
+) -> str:
+    """One table: a column per configuration present in ``ms``, a row per metric, and the
+    ratio columns ``(title, numerator, denominator)`` whose two configurations were run."""
+    keys = [k for k in keys if k in ms]
+    ratios = [x for x in ratios if x[1] in ms and x[2] in ms]
+    if not keys:
+        return ""
+    headers = [first, *[BP_CONFIGS[k][3] for k in keys], *[x[0] for x in ratios]]
+    out = []
+    for key, label, spec in rows:
+        vals = [ms[k].get(key) for k in keys]
+        if all(v is None for v in vals):
+            continue
+        row = [label, *[fmt(v, spec) for v in vals]]
+        # A ratio of a negative or zero figure (an idle CPU within noise of 0) means nothing.
+        row += [ratio(ms[a].get(key), ms[b].get(key))
+                if spec != "{}" and _positive(ms[a].get(key), ms[b].get(key)) else "-"
+                for _, a, b in ratios]
+        out.append(row)
+    return _grid(headers, out)
+
+
+def _positive(*xs: Any) -> bool:
+    return all(isinstance(x, (int, float)) and x > 0 for x in xs)
+
+
+def backplane_tables(ms: dict[str, Any], p: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for key, m in ms.items():
+        if m.get("error"):
+            parts.append(f"! {key}: {str(m['error'])[:300]}")
+    f_rows = [
+        ("members", "members receiving", "{:,.0f}"),
+        ("dps", f"fan-out, {p['f_count']} broadcasts as fast as possible: deliveries/s",
+         "{:,.0f}"),
+        ("cpu_us", "  server CPU per delivery, all processes (us)", "{:,.2f}"),
+        ("redis_us_per_delivery", "  Redis CPU per delivery (us)", "{:,.3f}"),
+        ("redis_us_per_bcast_fast", "  Redis CPU per broadcast (us)", "{:,.0f}"),
+        ("cmds_fast", "  Redis commands per broadcast", "{:,.1f}"),
+        ("xread_fast", "    of which XREAD", "{:,.2f}"),
+        ("fast_p99", "  latency p99 (ms)", "{:,.1f}"),
+        ("lg_cpu", "  load generator CPU (cores)", "{:.2f}"),
+        ("paced_p50_ms", f"fan-out at {p['rate']}/s: latency p50 (ms)", "{:,.1f}"),
+        ("paced_p99_ms", "  latency p99 (ms)", "{:,.1f}"),
+        ("paced_max_ms", "  latency max (ms)", "{:,.1f}"),
+        ("redis_us_per_bcast_paced", "  Redis CPU per broadcast (us)", "{:,.0f}"),
+        ("cmds_paced", "  Redis commands per broadcast", "{:,.1f}"),
+        ("evalsha_paced", "    of which EVALSHA", "{:,.2f}"),
+        ("xread_paced", "    of which XREAD", "{:,.2f}"),
+        ("evalsha_usec", "  Redis time per broadcast script (us, commandstats)", "{:,.1f}"),
+        ("xread_usec", "  Redis time per XREAD (us, commandstats)", "{:,.1f}"),
+        ("missing", "missing deliveries (both runs)", "{:,.0f}"),
+        ("out_of_order", "out-of-order deliveries (both runs)", "{:,.0f}"),
+        ("idle_server_cores", "idle: servers' CPU (cores)", "{:.4f}"),
+        ("idle_redis_cores", "idle: Redis CPU (cores)", "{:.4f}"),
+        ("idle_scripts_per_s", "idle: scripts per second (heartbeats, reaper)", "{:,.1f}"),
+        ("idle_cmds_per_s", "idle: Redis commands per second", "{:,.0f}"),
+        ("redis_keys", "Redis keys at the end", "{:,.0f}"),
+        ("other_load", "other processes' CPU (cores)", "{:.2f}"),
+        ("steal", "CPU stolen by the hypervisor (cores)", "{:.2f}"),
+    ]
+    f_table = _sub_table(
+        ms, ["F1", "F1r", "F2r", "F2r-small", "F2r-sio"], f_rows,
+        [("2 procs / 1 proc", "F2r", "F1"), ("2 procs / 1 proc + Redis", "F2r", "F1r"),
+         ("wsroom 2p / py-sio 2p", "F2r", "F2r-sio")],
+        "F cross-process fan-out, one room",
+    )
+    if f_table:
+        parts.append(f_table)
+    # Commands per broadcast by command, at 20/s (idle traffic taken out), by room size.
+    by = [k for k in ("F2r-small", "F2r", "F1r") if ms.get(k, {}).get("cmds_by")]
+    if by:
+        names: list[str] = []
+        for k in by:
+            for c in ms[k]["cmds_by"]:
+                if c not in names:
+                    names.append(c)
+        rows = []
+        for c in names:
+            vals = [ms[k]["cmds_by"].get(c) for k in by]
+            if all(v is None or abs(v) < 0.05 for v in vals):
+                continue
+            rows.append([c.upper(), *[fmt(v, "{:.2f}") for v in vals]])
+        rows.append(["all", *[fmt(ms[k].get("cmds_paced"), "{:.2f}") for k in by]])
+        heads = [f"{BP_CONFIGS[k][3].replace(', small room', '')}, {ms[k].get('members') or 0:,} "
+                 "members" for k in by]
+        parts.append(_grid(["F Redis commands per broadcast at 20/s, by command", *heads], rows))
+    g_rows = [
+        ("rtt_per_s", f"{p['g_pairs']} clients/pairs, one request out each: round trips/s",
+         "{:,.0f}"),
+        ("p50", "  round trip p50 (ms)", "{:,.2f}"),
+        ("p99", "  round trip p99 (ms)", "{:,.2f}"),
+        ("cpu_us", "  server CPU per round trip, all processes (us)", "{:,.0f}"),
+        ("redis_us", "  Redis CPU per round trip (us)", "{:,.0f}"),
+        ("cmds_per_send", "  Redis commands per send_to", "{:,.1f}"),
+        ("xread_per_send", "    of which XREAD", "{:,.2f}"),
+        ("misrouted", "  delivered to a wrong member", "{:,.0f}"),
+        ("lg_cpu", "  load generator CPU (cores)", "{:.2f}"),
+        ("other_load", "other processes' CPU (cores)", "{:.2f}"),
+    ]
+    g_table = _sub_table(
+        ms, ["G-echo1", "G-echo1r", "G-relay1", "G-relay2r"], g_rows,
+        [("echo via Redis / in process", "G-echo1r", "G-echo1"),
+         ("relay 2 procs / 1 proc", "G-relay2r", "G-relay1")],
+        "G send_to round trips (relay: 2 sends each)",
+    )
+    if g_table:
+        parts.append(g_table)
+    h_rows = [
+        ("rooms", "rooms (each spread over every process)", "{:,.0f}"),
+        ("connections", "connections held", "{:,.0f}"),
+        ("failed", "  failed to connect", "{:,.0f}"),
+        ("bcasts_per_s", "broadcasts/s (in all)", "{:,.1f}"),
+        ("deliveries_per_s", "deliveries/s", "{:,.0f}"),
+        ("p50", "latency p50 (ms)", "{:,.1f}"),
+        ("p99", "latency p99 (ms)", "{:,.1f}"),
+        ("max", "latency max (ms)", "{:,.1f}"),
+        ("cores", "servers' CPU, all processes (cores)", "{:.3f}"),
+        ("each_cores", "  each process (cores)", "{}"),
+        ("cpu_us", "  per delivery (us)", "{:,.1f}"),
+        ("idle_server_cores", "  idle, all processes (cores)", "{:.4f}"),
+        ("server_us_per_bcast", "  per broadcast, idle taken out (us)", "{:,.0f}"),
+        ("server_us_per_wake", "  per process and broadcast, idle taken out (us)", "{:,.0f}"),
+        ("redis_cores", "Redis CPU (cores)", "{:.4f}"),
+        ("redis_us_per_bcast", "  Redis CPU per broadcast, idle taken out (us)", "{:,.0f}"),
+        ("cmds_per_bcast", "Redis commands per broadcast", "{:,.1f}"),
+        ("xread_per_bcast", "  of which XREAD", "{:,.2f}"),
+        ("xread_usec", "Redis time per XREAD (us, commandstats)", "{:,.1f}"),
+        ("evalsha_usec", "Redis time per script (us, commandstats)", "{:,.1f}"),
+        ("idle_redis_cores", "idle: Redis CPU (cores)", "{:.4f}"),
+        ("idle_cmds_per_s", "idle: Redis commands per second", "{:,.0f}"),
+        ("redis_keys", "Redis keys at the end", "{:,.0f}"),
+        ("missing", "missing deliveries", "{:,.0f}"),
+        ("out_of_order", "out-of-order deliveries", "{:,.0f}"),
+        ("misrouted", "deliveries to a wrong member", "{:,.0f}"),
+        ("lg_cpu", "load generator CPU (cores)", "{:.2f}"),
+        ("other_load", "other processes' CPU (cores)", "{:.2f}"),
+    ]
+    for k in ("H1", "H4r", "H4r-few"):
+        if isinstance(ms.get(k, {}).get("each_cores"), list):
+            ms[k]["each_cores"] = " ".join(f"{x:.3f}" for x in ms[k]["each_cores"])
+    h_table = _sub_table(
+        ms, ["H1", "H4r", "H4r-few"], h_rows,
+        [("4 procs / 1 proc", "H4r", "H1"),
+         (f"{p['h_rooms']} rooms / {p['h_few_rooms']}", "H4r", "H4r-few")],
+        f"H rooms of {p['h_room_size']}, {p['h_rate']} broadcasts/s in all, "
+        f"{p['h_seconds']:g} s",
+    )
+    if h_table:
+        parts.append(h_table)
+    probe = ms.get("H-probe") or {}
+    if "set" in probe:
+        rows = [["SET (one round trip)", *_probe_cells(probe["set"])],
+                ["broadcast script, with a call id (as the hub calls it)",
+                 *_probe_cells(probe["broadcast_script"])],
+                ["broadcast script, without a call id",
+                 *_probe_cells(probe["broadcast_script_no_call_id"])]]
+        xr = probe.get("xread") or {}
+        for n, v in xr.items():
+            noun = "stream" if int(n) == 1 else "streams"
+            rows.append([f"XREAD over {int(n):,} {noun}, nothing new", *_probe_cells(v)])
+        if "1" in xr and "1000" in xr:
+            rows.append(["  XREAD: each further stream (1 to 1,000)",
+                         fmt((xr["1000"]["redis_us"] - xr["1"]["redis_us"]) / 999, "{:.2f}"),
+                         fmt((xr["1000"]["client_us"] - xr["1"]["client_us"]) / 999, "{:.2f}"),
+                         ""])
+        parts.append(_grid([f"H probe: one call at a time, idle Redis ({probe['calls']:,} calls)",
+                            "Redis CPU (us/call)", "caller CPU (us/call)", "calls/s"], rows))
+    return "\n\n".join(parts)
+
+
+def _probe_cells(v: dict[str, float]) -> list[str]:
+    return [fmt(v.get("redis_us"), "{:,.1f}"), fmt(v.get("client_us"), "{:,.1f}"),
+            fmt(v.get("calls_per_s"), "{:,.0f}")]
+
+
+def backplane_targets(ms: dict[str, Any], p: dict[str, Any]) -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
+
+    def check(name: str, ok: bool | None, measured: str) -> None:
+        out.append((name, measured, "not measured" if ok is None else ("MET" if ok else "MISSED")))
+
+    def num(*xs: Any) -> bool:
+        return all(isinstance(x, (int, float)) for x in xs)
+
+    f1, f1r, f2 = (ms.get(k, {}) for k in ("F1", "F1r", "F2r"))
+    small, sio = ms.get("F2r-small", {}), ms.get("F2r-sio", {})
+    if not (f1 or f2 or small or sio or any(k.startswith(("G", "H")) for k in ms)):
+        return out
+    if f1 or f2:
+        for name, one in (("without", f1), ("with", f1r)):
+            a, b = f2.get("cpu_us"), one.get("cpu_us")
+            check(f"F 2 processes: server CPU per delivery <= 1.2x 1 process {name} Redis",
+                  (a <= 1.2 * b) if num(a, b) else None,
+                  f"{fmt(a, '{:.2f}')} vs {fmt(b, '{:.2f}')} us ({ratio(a, b, 3)})")
+        a, b = small.get("cmds_paced"), f2.get("cmds_paced")
+        check(f"F Redis commands per broadcast the same at {p['f_small']:,} and "
+              f"{p['f_members']:,} members (within 0.5)",
+              (abs(a - b) <= 0.5) if num(a, b) else None,
+              f"{fmt(a, '{:.1f}')} vs {fmt(b, '{:.1f}')}")
+        a, b = f2.get("dps"), sio.get("dps")
+        check("F fan-out, 2 processes: wsroom >= 2x python-socketio + RedisManager",
+              (a >= 2 * b) if num(a, b) and b else None,
+              f"{fmt(a, '{:,.0f}')} vs {fmt(b, '{:,.0f}')} deliveries/s ({ratio(a, b, 3)})")
+        bad = [(k, ms.get(k, {}).get("missing"), ms.get(k, {}).get("out_of_order"))
+               for k in ("F1", "F1r", "F2r", "F2r-small")]
+        bad = [x for x in bad if x[1] is not None]
+        check("F wsroom: missing and out-of-order = 0",
+              all(x[1] == 0 and x[2] == 0 for x in bad) if bad else None,
+              f"{sum(x[1] for x in bad)} missing, {sum(x[2] for x in bad)} out of order")
+    g = ms.get("G-relay2r", {})
+    if g:
+        check("G relay across processes: none misrouted",
+              (g.get("misrouted") == 0) if num(g.get("misrouted")) else None,
+              f"{fmt(g.get('misrouted'), '{}')} misrouted")
+    h = ms.get("H4r", {})
+    if h:
+        want = p["h_rooms"] * p["h_room_size"]
+        check(f"H {want:,} connections held over {p['h_procs']} processes",
+              (h.get("connections") == want) if num(h.get("connections")) else None,
+              f"{fmt(h.get('connections'), '{:,}')} held, {fmt(h.get('failed'), '{}')} failed")
+        miss, ooo, wrong = h.get("missing"), h.get("out_of_order"), h.get("misrouted")
+        check("H missing, out-of-order and misrouted = 0",
+              (miss == 0 and ooo == 0 and wrong == 0) if num(miss, ooo, wrong) else None,
+              f"{fmt(miss, '{}')} missing, {fmt(ooo, '{}')} out of order, "
+              f"{fmt(wrong, '{}')} misrouted")
     return out
 
 
@@ -631,8 +1341,14 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a fast smoke run with small numbers")
     parser.add_argument("--only", default="", help="servers to run: wsroom,floor,pysio,nodesio")
-    parser.add_argument("--scenarios", default="A,B,C,D,E",
-                        help="scenarios to run (default A,B,C,D,E)")
+    parser.add_argument("--scenarios", default="A,B,C,D,E,F,G,H",
+                        help="scenarios to run (default A,B,C,D,E,F,G,H)")
+    parser.add_argument("--h-rooms", type=int, default=None,
+                        help="scenario H's rooms of 100 (default 100: 10,000 connections)")
+    parser.add_argument("--h-seconds", type=float, default=None,
+                        help="scenario H's measured phase (default 30; quick 5)")
+    parser.add_argument("--no-h-reference", action="store_true",
+                        help="skip scenario H's reference run on one process without Redis")
     parser.add_argument("--stall-seconds", type=float, default=None,
                         help="scenario D's duration with the stalled reader (default 60; quick 5)")
     parser.add_argument("--stall-size", type=int, default=4096,
@@ -674,35 +1390,54 @@ def main() -> int:
     started = time.monotonic()
     logdir = Path(tempfile.mkdtemp(prefix="wsroom-bench-"))
     raw: dict[str, Any] = {}
-    for server in chosen:
+    for server in chosen if scen & set("ABCDE") else []:
         raw[server.key] = run_scenarios(node, server, scen, p, logdir,
                                         Path(args.py_spy) if args.py_spy else None,
                                         args.py_spy_rate or (100 if args.py_spy_python_only
                                                              else 20),
                                         not args.py_spy_python_only)
+    only = set(args.only.split(",")) if args.only else set()
+    bp_raw: dict[str, Any] = {}
+    if scen & set("FGH") and (not only or "wsroom" in only):
+        if not shutil.which("redis-server") and not Path("/usr/bin/redis-server").exists():
+            print("redis-server is needed for scenarios F, G, H; skipped", file=sys.stderr)
+        else:
+            print("backplane scenarios (wsroom processes and Redis on core "
+                  f"{SERVER_CORE}, load generator on core {LOADGEN_CORE})", flush=True)
+            bp_raw = run_backplane(node, scen, p, logdir, not only or "pysio" in only)
     elapsed = time.monotonic() - started
 
     ms = {k: metrics(v, p) for k, v in raw.items()}
+    bp_ms = backplane_metrics(bp_raw, p)
     order = [s.key for s in chosen]
     titles = {s.key: s.title for s in all_servers}
     checks = {k: _get(v, "check", "ok") for k, v in raw.items() if "check" in v}
     report = [
         "",
-        f"wsroom benchmarks ({'quick' if args.quick else 'full'} run, {elapsed:.0f} s): "
+        f"wsroom benchmarks ({'quick' if args.quick else 'full'} run, {elapsed:.0f} s, "
+        f"scenarios {','.join(sorted(scen))}): "
         f"A {p['members']} members x {p['count']} broadcasts of ~{p['size']} B; "
         f"B {p['idle']} idle; "
         f"C {p['echo_clients']} clients x {p['echo_seconds']} s; D {p['stall_members']} members, "
         f"{p['rate']}/s of ~{p['stall_size']} B for {p['stall_seconds']:g} s "
         f"(baseline {p['stall_baseline_seconds']} s); E {p['e_rooms']} rooms x "
         f"{p['e_room_size']}, {p['e_fixed_rate']:,}/s for {p['e_fixed_seconds']:g} s, then steps "
-        f"of {p['e_step_seconds']:g} s from {p['e_steps'][0]:,}/s (p99 < {p['e_max_p99']:g} ms)",
-        f"machine: {machine()}; servers on core {SERVER_CORE}, "
+        f"of {p['e_step_seconds']:g} s from {p['e_steps'][0]:,}/s (p99 < {p['e_max_p99']:g} ms); "
+        f"F {p['f_members']:,} (and {p['f_small']:,}) members x {p['f_count']} broadcasts, then "
+        f"{p['f_paced_count']} at {p['rate']}/s; G {p['g_pairs']} clients/pairs x "
+        f"{p['g_seconds']:g} s; H {p['h_rooms']} rooms x {p['h_room_size']} over "
+        f"{p['h_procs']} processes, {p['h_rate']}/s for {p['h_seconds']:g} s",
+        f"machine: {machine()}; servers (and Redis) on core {SERVER_CORE}, "
         f"load generator on core {LOADGEN_CORE}",
-        "",
-        table(ms, order, titles, p),
-        "",
-        targets_table(targets(ms)) if "wsroom" in ms else "",
     ]
+    if ms:
+        report += ["", table(ms, order, titles, p), "",
+                   targets_table(targets(ms)) if "wsroom" in ms else ""]
+    if bp_ms:
+        report += ["", backplane_tables(bp_ms, p)]
+        bp_targets = backplane_targets(bp_ms, p)
+        if bp_targets:
+            report += ["", targets_table(bp_targets)]
     if checks:
         report.append("")
         report.append("socket.io-client check (join, bcast, echo): "
@@ -728,7 +1463,8 @@ def main() -> int:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"profile": p, "machine": machine(), "seconds": elapsed,
-                               "raw": raw, "metrics": ms}, indent=1))
+                               "raw": raw, "metrics": ms, "backplane_raw": bp_raw,
+                               "backplane_metrics": bp_ms}, indent=1))
     out.with_suffix(".md").write_text(text.strip() + "\n")
     shutil.rmtree(logdir, ignore_errors=True)
     return 0

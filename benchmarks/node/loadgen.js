@@ -1,7 +1,10 @@
 // The load generator: many WebSocket clients in one Node process (pinned to its own core by
 // run.py), driving one scenario against one server and printing one JSON result.
 //
-//   node loadgen.js --proto plain|sio --port N --scenario fanout|idle|echo|stall|rooms [options]
+//   node loadgen.js --proto plain|sio --port N --scenario fanout|idle|echo|stall|rooms|relay [options]
+//
+// `--ports A,B,...` spreads the clients over several server processes (the backplane scenarios
+// F, G, H): client id i connects to ports[i % ports.length] (the relay scenario places its own).
 //
 // proto "plain" speaks the JSON envelope protocol of wsroom_server.py and floor_server.py.
 // proto "sio" speaks socket.io (protocol 5 over engine.io 4) on a raw `ws` socket: the same
@@ -29,6 +32,9 @@ for (let i = 2; i < process.argv.length; i++) {
 const num = (k, d) => (args[k] === undefined ? d : Number(args[k]));
 const PROTO = args.proto || 'plain';
 const PORT = num('port', 8080);
+// Several server processes (scenarios F, G, H): client id i goes to PORTS[i % PORTS.length].
+const PORTS = args.ports ? String(args.ports).split(',').map(Number) : [PORT];
+let portOf = (id) => PORTS[id % PORTS.length];
 const SCENARIO = args.scenario || 'fanout';
 
 const now = () => performance.now();
@@ -54,14 +60,15 @@ const WS_OPTS = { perMessageDeflate: false, skipUTF8Validation: true, maxPayload
 class Client {
   // `room`: the room to join (scenario E); null joins the servers' one default room.
   constructor(id, onEvent, room = null) {
+    const port = portOf(id);
     this.id = id;
     this.onEvent = onEvent;
     this.room = room;
     this.joined = false;
     this.closeCode = null;
     const url = PROTO === 'sio'
-      ? `ws://127.0.0.1:${PORT}/socket.io/?EIO=4&transport=websocket`
-      : `ws://127.0.0.1:${PORT}/ws?id=${id}${room === null ? '' : `&room=${room}`}`;
+      ? `ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket`
+      : `ws://127.0.0.1:${port}/ws?id=${id}${room === null ? '' : `&room=${room}`}`;
     this.ready = new Promise((resolve, reject) => {
       this._resolve = resolve;
       this._reject = reject;
@@ -242,11 +249,23 @@ async function fanout() {
   const sender = (await connectMany(1, 0, () => {})).clients[0];
   await sleep(1000); // let the last joins settle
   const out = { members: clients.length, failed };
+  // --marks (scenario F): "@rss" samples around an idle window and each phase, so that run.py
+  // takes every server's and Redis's CPU (and Redis's command counts) over each of them.
+  const marks = Boolean(args.marks);
+  if (marks) {
+    await sampleRss('idle-start');
+    await sleep(num('idle-seconds', 3) * 1000);
+    await sampleRss('idle-end');
+    await sampleRss('fast-start');
+  }
   stream = new Stream(clients.length, count);
   out.fast = await runStream(sender, stream, 0, size, 60000);
+  if (marks) await sampleRss('fast-end');
   await sleep(1000);
-  stream = new Stream(clients.length, count);
+  stream = new Stream(clients.length, num('paced-count', count));
+  if (marks) await sampleRss('paced-start');
   out.paced = await runStream(sender, stream, 1000 / rate, size, 60000);
+  if (marks) await sampleRss('paced-end');
   return out;
 }
 
@@ -282,6 +301,7 @@ async function echo() {
   const { clients, failed } = await connectMany(n, 1, () => {});
   for (const c of clients) c.onEvent = onEvent.bind(c);
   await sleep(500);
+  if (args.marks) await sampleRss('echo-start');
   running = true;
   const cpu = cpuMeter();
   const t0 = now();
@@ -289,6 +309,7 @@ async function echo() {
   await sleep(seconds * 1000);
   running = false;
   const secs = (now() - t0) / 1000;
+  if (args.marks) await sampleRss('echo-end');
   const sorted = Float64Array.from(lat).sort();
   return {
     clients: clients.length,
@@ -462,6 +483,12 @@ async function rooms() {
   }
 
   const out = { members: conn.clients.length, failed: conn.failed, rooms: nRooms, room_size: roomSize };
+  if (args['idle-seconds'] !== undefined) {
+    // Scenario H: what the servers and Redis spend with every member connected and silent.
+    await sampleRss('idle-start');
+    await sleep(num('idle-seconds', 3) * 1000);
+    await sampleRss('idle-end');
+  }
   await drive(fixedRate, 1000, false); // warm-up, not reported
   await sleep(300);
   await sampleRss('E-fixed-start');
@@ -473,7 +500,8 @@ async function rooms() {
   out.sustained_rate = 0;
   out.stopped = 'all steps passed';
   const searchStart = now();
-  search: for (const rate of steps) {
+  // --no-search (scenario H): the fixed rate only.
+  search: for (const rate of (args['no-search'] ? [] : steps)) {
     // A step that misses is run again `retries` times before the search stops: on a shared
     // machine one burst of someone else's work can push a p99 over the line.
     for (let attempt = 0; ; attempt++) {
@@ -512,6 +540,70 @@ async function rooms() {
   return out;
 }
 
+// Scenario G, targeted sends between processes: `pairs` pairs of clients in one room, a_i
+// (id i + 1) on the first port and b_i (id pairs + i + 1) on the last. a_i sends `relay` naming
+// b_i; the server's on_message does send_to(room, b_i, ...); b_i sends it straight back naming
+// a_i; a_i counts a round trip (two send_to's, each crossing processes when the ports differ)
+// and sends the next. For `seconds`, bracketed by "@rss" samples (run.py takes the CPU).
+async function relay() {
+  const pairs = num('pairs', 100);
+  const seconds = num('seconds', 10);
+  const padding = pad(num('size', 100));
+  const first = PORTS[0];
+  const last = PORTS[PORTS.length - 1];
+  portOf = (id) => (id <= pairs ? first : last);
+  let running = false;
+  let trips = 0;
+  let wrong = 0;
+  const lat = [];
+  const a = await connectMany(pairs, 1, () => {});
+  const b = await connectMany(pairs, pairs + 1, () => {});
+  for (const c of a.clients) {
+    const partner = String(c.id + pairs);
+    c.onEvent = (type, p) => {
+      if (type !== 'relay' || !running) return;
+      if (p.to !== String(c.id)) { wrong++; return; }
+      trips++;
+      const t = now();
+      if (lat.length < 2000000) lat.push(t - p.t);
+      c.send('relay', { to: partner, seq: p.seq + 1, t, pad: padding });
+    };
+  }
+  for (const c of b.clients) {
+    const partner = String(c.id - pairs);
+    c.onEvent = (type, p) => {
+      if (type !== 'relay') return;
+      if (p.to !== String(c.id)) { wrong++; return; }
+      c.send('relay', { to: partner, seq: p.seq, t: p.t, pad: p.pad });
+    };
+  }
+  await sleep(500);
+  await sampleRss('relay-start');
+  running = true;
+  const cpu = cpuMeter();
+  const t0 = now();
+  const bIds = new Set(b.clients.map((c) => c.id));
+  for (const c of a.clients) {
+    if (bIds.has(c.id + pairs)) c.send('relay', { to: String(c.id + pairs), seq: 0, t: now(), pad: padding });
+  }
+  await sleep(seconds * 1000);
+  running = false;
+  const secs = (now() - t0) / 1000;
+  await sampleRss('relay-end');
+  const sorted = Float64Array.from(lat).sort();
+  for (const c of [...a.clients, ...b.clients]) c.close();
+  return {
+    pairs: Math.min(a.clients.length, b.clients.length),
+    failed: a.failed + b.failed,
+    round_trips: trips,
+    round_trips_per_s: Math.round(trips / secs),
+    misrouted: wrong,
+    p50_ms: r2(pct(sorted, 50)),
+    p99_ms: r2(pct(sorted, 99)),
+    loadgen_cpu: cpu(),
+  };
+}
+
 // Proves the socket.io servers answer the real socket.io-client (join, bcast, echo).
 async function check() {
   const { io } = require('socket.io-client');
@@ -536,7 +628,7 @@ async function check() {
   try { return await Promise.race([run, timeout]); } finally { a.close(); b.close(); }
 }
 
-const SCENARIOS = { fanout, idle, echo, stall, rooms, check };
+const SCENARIOS = { fanout, idle, echo, stall, rooms, relay, check };
 
 (async () => {
   const fn = SCENARIOS[SCENARIO];

@@ -22,6 +22,9 @@ def parse_args(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    # Scenarios F, G, H: the Redis that makes several processes one hub (wsroom's backplane,
+    # python-socketio's RedisManager); without it a server is on its own, as in A to E.
+    parser.add_argument("--redis", default=None, metavar="URL")
     return parser.parse_args()
 
 

@@ -3,7 +3,11 @@
 Wire protocol shared with floor_server.py (and run by benchmarks/node/loadgen.js):
 ``/ws?id=N`` joins the room ``bench`` as participant N (``/ws?id=N&room=R`` joins room R, for
 scenario E's many small rooms); the server says ``{"type": "joined"}``; ``bcast`` goes to every
-other member of the sender's room, ``echo`` back to its sender.
+other member of the sender's room, ``echo`` back to its sender, ``relay`` to the member its
+payload names in ``to`` (scenario G).
+
+With ``--redis URL`` the hub is on the Redis backplane (scenarios F, G, H): several of these
+processes on one Redis are one hub.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class BenchHooks(wsroom.Hooks):
             self.hub.broadcast(room, envelope, exclude=(participant,))
         elif envelope.type == "echo":
             self.hub.send_to(room, participant, envelope)
+        elif envelope.type == "relay":
+            self.hub.send_to(room, envelope.payload["to"], envelope)
 
 
 def identity(environ: dict) -> wsroom.Identity:
@@ -57,7 +63,12 @@ def main() -> None:
     raise_nofile()
     hooks = BenchHooks()
     # The README's configuration: a 30 s grace period, 64 queued; outbox bounds at their defaults.
-    hub = wsroom.new_hub(hooks, wsroom.ReconnectPolicy(grace_period=30.0, max_queued_per_conn=64))
+    policy = wsroom.ReconnectPolicy(grace_period=30.0, max_queued_per_conn=64)
+    if args.redis:
+        # The backplane's defaults (1 s heartbeat, dead after 5 s, calls give up after 8 s).
+        hub = wsroom.new_hub(hooks, policy, backplane=args.redis)
+    else:
+        hub = wsroom.new_hub(hooks, policy)
     hooks.hub = hub
     server = serve(make_handler(hub, room_of, identity, resolve), host=args.host, port=args.port)
     ready(server.server_port)
