@@ -268,7 +268,7 @@ def read_numbered(text: str) -> Ack | Numbered:
         payload = obj.get("payload")
         seq = _positive_int(payload.get("seq")) if isinstance(payload, dict) else None
         if seq is None:
-            raise BadEnvelope("wsroom.ack needs a payload {\"seq\": n >= 0} @ $.payload")
+            raise BadEnvelope('wsroom.ack needs a payload {"seq": n >= 0} @ $.payload')
         return Ack(seq)
     if kind == RESUME:
         raise BadEnvelope("wsroom.resume is only valid as a connection's first frame @ $.type")

@@ -33,8 +33,10 @@ def rconnect(live: Live, user: str, last_seq: int | None = 0) -> tuple[Any, dict
 
 def joined(live: Live, user: str, count: int = 1) -> None:
     wait_until(
-        lambda: sum(1 for jc in live.hooks.joins if jc.participant == user) >= count
-        and live.hub.members("r").get(user) is Presence.ONLINE,
+        lambda: (
+            sum(1 for jc in live.hooks.joins if jc.participant == user) >= count
+            and live.hub.members("r").get(user) is Presence.ONLINE
+        ),
         what=f"{user} joined",
     )
 
