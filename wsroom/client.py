@@ -412,26 +412,25 @@ class RoomClient:
                 if self._state is ConnectionState.CLOSED:
                     raise self._final or ClientClosed(1006)
                 numbered = self._numbered
-                if numbered and len(self._pending) >= self.max_pending:
+                if numbered:
+                    ws = None
+                    room = len(self._pending) < self.max_pending
+                else:
+                    ws = self._ws if self._state is ConnectionState.OPEN else None
+                    room = ws is not None
+                if not room:
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
-                        raise TimeoutError(f"{self.max_pending} envelopes unacknowledged")
-                    self._cond.wait(left)
-                    continue
-            if numbered and self._send_numbered(type, payload):
-                return
-            with self._cond:
-                if self._state is ConnectionState.CLOSED:
-                    raise self._final or ClientClosed(1006)
-                if self._numbered:
-                    continue
-                ws = self._ws if self._state is ConnectionState.OPEN else None
-                if ws is None:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
+                        if numbered:
+                            raise TimeoutError(f"{self.max_pending} envelopes unacknowledged")
                         raise TimeoutError(f"not connected within {timeout}s")
                     self._cond.wait(left)
                     continue
+            if numbered:
+                if self._send_numbered(type, payload):
+                    return
+                continue  # the hub stopped numbering meanwhile: the plain way
+            assert ws is not None
             try:
                 ws.send(text)
                 return
