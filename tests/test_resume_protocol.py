@@ -70,6 +70,8 @@ def test_a_plain_client_sees_todays_format_beside_a_resume_client(make_live: Any
     live = make_live(grace=30, queued=64)
     plain = live.join("r", "p")
     assert plain.getsubprotocol() is None
+    named = live.join("r", "n", subprotocols=["wsroom.plain.1"])  # the plain protocol by name
+    assert named.getsubprotocol() == "wsroom.plain.1"
     ws, answer = rconnect(live, "q")
     assert answer == {"ok": True, "cseq": 0}
     joined(live, "q")
@@ -77,6 +79,7 @@ def test_a_plain_client_sees_todays_format_beside_a_resume_client(make_live: Any
         live.hub.broadcast("r", wsroom.Envelope("news", n))
     news = [{"type": "news", "payload": n} for n in range(3)]
     assert [recv_json(plain) for _ in range(3)] == news
+    assert [recv_json(named) for _ in range(3)] == news
     assert [recv_json(ws) for _ in range(3)] == [
         {"type": "news", "payload": n, "seq": n + 1} for n in range(3)
     ]
@@ -91,13 +94,16 @@ def test_a_plain_client_sees_todays_format_beside_a_resume_client(make_live: Any
 def test_a_hub_without_grace_or_queue_does_not_offer_it(make_live: Any) -> None:
     for grace, queued in ((0, 64), (30, 0)):
         live = make_live(grace=grace, queued=queued)
-        # Offered by hand: websocket-client fails a handshake that chose no offered subprotocol
-        # (wsroom.client does the same, so it can fall back to the plain protocol).
-        ws = live.connect("r", "a", header=[f"Sec-WebSocket-Protocol: {RESUME}"])
-        assert "sec-websocket-protocol" not in ws.getheaders()
+        # It chooses the plain protocol when offered by name (a browser fails a handshake
+        # that chose none of the subprotocols it offered) ...
+        ws = live.connect("r", "a", subprotocols=[RESUME, "wsroom.plain.1"])
+        assert ws.getsubprotocol() == "wsroom.plain.1"
         joined(live, "a")  # at once: no first frame awaited
         live.hub.send_to("r", "a", wsroom.Envelope("down", 1))
         assert recv_json(ws) == {"type": "down", "payload": 1}
+        # ... and none when offered resume alone (by hand: websocket-client would refuse).
+        ws = live.connect("r", "b", header=[f"Sec-WebSocket-Protocol: {RESUME}"])
+        assert "sec-websocket-protocol" not in ws.getheaders()
 
 
 def test_the_replay_follows_on_joins_own_sends_and_numbering_goes_on(make_live: Any) -> None:

@@ -22,7 +22,7 @@ from wsproto.events import BytesMessage, Ping, TextMessage
 from wsproto.events import CloseConnection as CloseEvent
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from wsroom.wire import RESUME_PROTOCOL, OutFrame
+from wsroom.wire import PLAIN_PROTOCOL, RESUME_PROTOCOL, OutFrame
 
 from ._gevent_socket import raw_socket
 from ._simple_websocket import ServerSocket
@@ -45,6 +45,9 @@ __all__ = ["CONTROL_BURST", "CONTROL_RATE", "Connection", "ConnectionOptions"]
 logger = logging.getLogger("wsroom.transport")
 
 _RECV_BYTES = 65536
+# The subprotocols a hub chooses from, in the client's order of preference.
+_RESUMABLE = (RESUME_PROTOCOL, PLAIN_PROTOCOL)
+_PLAIN = (PLAIN_PROTOCOL,)
 _SLOW_CONSUMER = (4008, "slow consumer")
 
 CONTROL_RATE = 1000.0
@@ -137,7 +140,7 @@ class Connection:
         server = ServerSocket(
             environ,
             compression=options.compression,
-            subprotocols=(RESUME_PROTOCOL,) if options.resume else (),
+            subprotocols=_RESUMABLE if options.resume else _PLAIN,
         )
         #: Whether the client opted in to resume without loss (contract §7): its participant
         #: then numbers, acknowledges and resumes.

@@ -55,7 +55,7 @@ from typing import Any
 import websocket
 
 from .envelope import Envelope
-from .wire import RESUME_PROTOCOL
+from .wire import PLAIN_PROTOCOL, RESUME_PROTOCOL
 
 __all__ = [
     "FINAL_CODES",
@@ -544,12 +544,14 @@ class RoomClient:
         header: Any = self.header
         subprotocols = self.subprotocols
         if self.resume:
+            # With the plain protocol by name: a hub that cannot resume chooses that one.
             if subprotocols:
-                subprotocols = [*subprotocols, RESUME_PROTOCOL]
+                subprotocols = [*subprotocols, RESUME_PROTOCOL, PLAIN_PROTOCOL]
             else:
                 # By hand: websocket-client fails a handshake that chose none of the offered
-                # subprotocols, and a hub that does not offer it must still be spoken to.
-                header = _with_header(header, f"Sec-WebSocket-Protocol: {RESUME_PROTOCOL}")
+                # subprotocols (a hub older than resume chooses none).
+                offer = f"Sec-WebSocket-Protocol: {RESUME_PROTOCOL}, {PLAIN_PROTOCOL}"
+                header = _with_header(header, offer)
         try:
             ws = websocket.create_connection(
                 url,

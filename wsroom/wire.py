@@ -11,12 +11,16 @@ import struct
 
 from .envelope import Envelope, encode
 
-__all__ = ["RESUME_PROTOCOL", "NumberedFrame", "OutFrame", "frame_of", "numbered"]
+__all__ = ["PLAIN_PROTOCOL", "RESUME_PROTOCOL", "NumberedFrame", "OutFrame", "frame_of", "numbered"]
 
 _TEXT_FIN = 0x81  # FIN + opcode 1 (text)
 
 RESUME_PROTOCOL = "wsroom.resume.1"
 """The subprotocol a client offers to opt in to resume without loss (contract §7)."""
+PLAIN_PROTOCOL = "wsroom.plain.1"
+"""The plain protocol by name, for a client offering resume to offer as well: a hub that cannot
+resume chooses it, since browsers (and websocket-client) fail a handshake that chose none of
+the subprotocols offered."""
 
 
 class OutFrame:
