@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from wsroom.client import Gap, ResumeState, RoomClient
 
@@ -32,7 +33,8 @@ def main() -> None:
                 sent = int(rest[0])
     # Everything it sent may be missing at the hub: the hub's answer drops what it has.
     pending = [(n, "up", n) for n in range(1, sent + 1)]
-    state = ResumeState(last_seq, sent + 1, pending)
+    # The first process starts afresh; the next ones take over where it stopped.
+    state: Any = ResumeState(last_seq, sent + 1, pending) if path.exists() else True
     log = path.open("a", buffering=1)  # a line per write(): a kill never leaves half of one
 
     def on_gap(gap: Gap, _client: RoomClient) -> None:

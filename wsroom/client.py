@@ -244,6 +244,9 @@ class RoomClient:
         #: The ``seq`` of the numbered envelope ``recv()`` returned last (0: none).
         self.taken_seq = 0
         start = resume if isinstance(resume, ResumeState) else ResumeState()
+        # Whether a connection resumes (a membership numbered before, here or in the process
+        # that saved the state) or starts afresh (this client's first).
+        self._resumes = isinstance(resume, ResumeState)
         self._numbered = False  # this membership numbers its envelopes (the hub took it)
         self._ready = False  # the current socket may carry numbered envelopes (resume answered)
         self._numbered_ws: Any = None  # the socket that negotiated it
@@ -588,17 +591,34 @@ class RoomClient:
         return ws
 
     def _ask_resume(self, ws: Any) -> None:
-        # Always a resume, from the last seq acknowledged (0 at first: "nothing seen"); what is
-        # numbered waits for the answer, which says where both sequences go on.
+        # The first frame: a resume from the last seq acknowledged, after which what is numbered
+        # waits for the answer (it says where both sequences go on); or, on this client's first
+        # connection, a fresh start: an ack of nothing, so the hub need not wait for a frame,
+        # and both sequences count from 1.
         with self._send_lock:
             with self._cond:
                 self._numbered = True
                 self._numbered_ws = ws
-                self._ready = False
-                last = self._done  # what was received after it comes again: dropped as seen
-            resume = {"type": "wsroom.resume", "payload": {"last_seq": last}}
+                resumes = self._resumes
+                self._resumes = True
+                self._ready = not resumes
+                if resumes:
+                    # What was received after it comes again, and is dropped as seen.
+                    first = {"type": "wsroom.resume", "payload": {"last_seq": self._done}}
+                    resend = []
+                else:
+                    first = {"type": "wsroom.ack", "payload": {"seq": 0}}
+                    self._received = self._done = self._ack_sent = 0
+                    for i, item in enumerate(self._pending, 1):
+                        item.cseq = i
+                        item.text = _numbered_text(i, item.type, item.payload)
+                    self._next_cseq = len(self._pending) + 1
+                    resend = [item.text for item in self._pending]
+                    self._cond.notify_all()
             try:
-                ws.send(json.dumps(resume, separators=(",", ":")))
+                ws.send(json.dumps(first, separators=(",", ":")))
+                for text in resend:
+                    ws.send(text)
             except (OSError, websocket.WebSocketException):
                 pass  # the reader notices
 

@@ -6,6 +6,9 @@
 Each browser tab is one participant, identified by a session id the page keeps in
 ``sessionStorage``: a reload, or a network drop shorter than the grace period, brings it back as
 the same participant, and the hub flushes what was said meanwhile, in order, after ``on_join``.
+The page connects with resume without loss (``wsroom.js``'s ``resume: true``): messages go
+through once each way across drops, and when the hub could not keep everything (``--queued``
+too small for the time away) the page shows a notice and fetches the rest from the history.
 
 The application's own state (history, names, presence) lives in one pykka actor, ``ChatState``;
 the hooks talk to it through a proxy made once. Presence is pushed, never polled: ``on_join`` (a
@@ -254,9 +257,12 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("WSROOM_CHAT_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("WSROOM_CHAT_PORT", "8080")))
     parser.add_argument("--grace", type=float, default=30.0, help="grace period, seconds")
+    parser.add_argument(
+        "--queued", type=int, default=256, help="envelopes kept per member while away"
+    )
     args = parser.parse_args()
 
-    app, hub = create_app(grace=args.grace)
+    app, hub = create_app(grace=args.grace, queued=args.queued)
     try:
         server = serve(app, args.host, args.port)
     except OSError as exc:  # most often the port is in use: one line, not a traceback

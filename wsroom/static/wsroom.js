@@ -114,6 +114,7 @@ export class Connection {
     this._buffer = []; // {type, payload} sent while no socket was open
     // Resume without loss: whether this membership numbers, and where both sequences stand.
     this._numbered = false;
+    this._resumes = false; // a reconnect resumes; the first connection starts afresh
     this._ready = false; // the socket may carry numbered envelopes (the resume was answered)
     this._received = 0; // the last seq received
     this._ackSent = 0;
@@ -150,6 +151,12 @@ export class Connection {
     this._stateHandlers.add(handler);
     handler(this._stateEvent({}));
     return () => this._stateHandlers.delete(handler);
+  }
+
+  /** Whether the hub took resume without loss: envelopes are numbered both ways, and those
+   *  not yet acknowledged are sent again by the connection after a reconnect. */
+  get numbered() {
+    return this._numbered;
   }
 
   /** Call handler({reason, lastSeq, firstSeq}) when envelopes from the hub are lost (resume
@@ -335,17 +342,32 @@ export class Connection {
   // -- resume without loss ------------------------------------------------------------
 
   _askResume(ws) {
-    // Always a resume, from the last seq received (0 at first: "nothing seen"); numbered
-    // envelopes wait for the answer, which says where both sequences go on.
+    // The first frame: a resume from the last seq received, after which numbered envelopes
+    // wait for the answer (it says where both sequences go on); or, on the first connection, a
+    // fresh start: an ack of nothing, so the hub need not wait for a frame, and both sequences
+    // count from 1 (a reloaded page is a new client of the same membership).
     this._numbered = true;
-    this._ready = false;
     for (const { type, payload } of this._buffer) {
       const item = { cseq: this._nextCseq++, type, payload };
       item.text = numberedText(item);
       this._pending.push(item);
     }
     this._buffer = [];
-    ws.send(JSON.stringify({ type: "wsroom.resume", payload: { last_seq: this._received } }));
+    if (this._resumes) {
+      this._ready = false;
+      ws.send(JSON.stringify({ type: "wsroom.resume", payload: { last_seq: this._received } }));
+      return;
+    }
+    this._resumes = true;
+    this._ready = true;
+    this._received = this._ackSent = 0;
+    this._pending.forEach((item, i) => {
+      item.cseq = i + 1;
+      item.text = numberedText(item);
+    });
+    this._nextCseq = this._pending.length + 1;
+    ws.send(JSON.stringify({ type: "wsroom.ack", payload: { seq: 0 } }));
+    for (const item of this._pending) ws.send(item.text);
   }
 
   _plainOpen(ws) {
