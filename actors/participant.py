@@ -42,6 +42,18 @@ ACK_EVERY = 32
 it also does whenever it has handled all it was given."""
 
 
+class _Numbered:
+    """A resume connection's side of contract §7, kept by its participant."""
+
+    __slots__ = ("first_wait", "last_seq", "order", "unacked")
+
+    def __init__(self) -> None:
+        self.order = InboundOrder()  # which cseq reached on_message (the room sets its start)
+        self.first_wait: Any = None  # the timer while the first frame is awaited
+        self.last_seq: int | None = None  # what the first frame asked to resume from
+        self.unacked = 0  # envelopes judged since the hub last acknowledged
+
+
 class ParticipantActor(TellOnlyActor):
     """Owns one connection's life as a member: join, ``on_join``, ``on_message`` in frame order,
     and the report of its end to the room. Asks go upward only (hub, room), never back to it.
@@ -81,12 +93,8 @@ class ParticipantActor(TellOnlyActor):
         self._room_ref: pykka.ActorRef[Any] | None = None
         self._ticket: JoinTicket[Any] | None = None
         self._member = False  # on_join returned and the room took us
-        # Resume connections only (contract §7).
-        resume = getattr(conn, "resume", False)
-        self._order: InboundOrder | None = InboundOrder() if resume else None
-        self._first_wait: Any = None  # the timer while the first frame is awaited
-        self._last_seq: int | None = None  # what the first frame asked to resume from
-        self._unacked = 0  # numbered envelopes judged since the hub last acknowledged
+        # A resume connection's state (contract §7); one attribute for a plain one.
+        self._numbered = _Numbered() if getattr(conn, "resume", False) else None
 
     def on_tell_failed(self, message: Any, exc: Exception) -> None:
         # Hooks are already fenced; this is a bug of ours. Close rather than die silently.
@@ -107,13 +115,14 @@ class ParticipantActor(TellOnlyActor):
 
     @handles(m.Start)
     def _start(self, message: m.Start) -> None:
-        if self._order is None:
+        numbered = self._numbered
+        if numbered is None:
             self._join(message)
             return
         # A resume connection: its first frame says whether it resumes; wait for it, bounded.
         timer = gevent.get_hub().loop.timer(FIRST_FRAME_WAIT)
         timer.start(tell_quietly, self, m.FirstFrameLate())
-        self._first_wait = timer
+        numbered.first_wait = timer
 
     def _join(self, _message: m.Start) -> None:
         try:
@@ -195,26 +204,31 @@ class ParticipantActor(TellOnlyActor):
     # -- a resume connection's frames (contract §7) ----------------------------------------
 
     def _resume(self) -> NumberedJoin | None:
-        if self._order is None:
+        numbered = self._numbered
+        if numbered is None:
             return None
-        return NumberedJoin(self._last_seq, self._order, self.conn.options.outbox_max_bytes)
+        max_bytes = self.conn.options.outbox_max_bytes
+        return NumberedJoin(numbered.last_seq, numbered.order, max_bytes)
 
     @handles(m.FirstFrameLate)
     def _first_frame_late(self, _message: m.FirstFrameLate) -> None:
-        if self._first_wait is not None:
-            self._first_wait = None
+        numbered = self._numbered
+        if numbered is not None and numbered.first_wait is not None:
+            numbered.first_wait = None
             self._join(m.Start())
 
     @handles(m.NumberedInbound)
     def _numbered_inbound(self, message: m.NumberedInbound) -> None:
         self.frame_done()
-        if self._first_wait is not None:
+        numbered = self._numbered
+        assert numbered is not None
+        if numbered.first_wait is not None:
             # The first frame: a resume, or a fresh start and then an ordinary frame.
-            self._first_wait.close()
-            self._first_wait = None
-            self._last_seq = read_resume(message.text)
+            numbered.first_wait.close()
+            numbered.first_wait = None
+            numbered.last_seq = read_resume(message.text)
             self._join(m.Start())
-            if self._last_seq is not None:
+            if numbered.last_seq is not None:
                 return
         if self._member and not self.conn.closed_by_server:
             self._on_numbered(message.text)
@@ -229,10 +243,12 @@ class ParticipantActor(TellOnlyActor):
             assert self._ticket is not None
             self._tell_room(m.Ack(self.pid, self._ticket.gen, item.seq))
             return
-        assert self._order is not None
-        verdict = self._order.check(item.cseq)
+        numbered = self._numbered
+        assert numbered is not None
+        order = numbered.order
+        verdict = order.check(item.cseq)
         if verdict is Verdict.GAP:
-            detail = f"cseq {item.cseq} after {self._order.handled}: envelopes are missing"
+            detail = f"cseq {item.cseq} after {order.handled}: envelopes are missing"
             self.conn.push(OutFrame(error_frame("bad_cseq", detail)))
             self.conn.close(1008, "cseq out of order")
             return
@@ -250,18 +266,19 @@ class ParticipantActor(TellOnlyActor):
                         self.conn.close(1011, "on_message failed")
         # Acknowledged in batches: every ACK_EVERY, and whenever nothing else waits in the
         # inbox (a duplicate too: the client drops its copy).
-        self._unacked += 1
-        if self._unacked >= ACK_EVERY or not self._inbox:
-            self._unacked = 0
-            self.conn.push(ack_frame(self._order.handled))
+        numbered.unacked += 1
+        if numbered.unacked >= ACK_EVERY or not self._inbox:
+            numbered.unacked = 0
+            self.conn.push(ack_frame(order.handled))
 
     # -- end ------------------------------------------------------------------------------
 
     @handles(m.Ended)
     def _ended(self, msg: m.Ended) -> None:
-        if self._first_wait is not None:
-            self._first_wait.close()
-            self._first_wait = None
+        numbered = self._numbered
+        if numbered is not None and numbered.first_wait is not None:
+            numbered.first_wait.close()
+            numbered.first_wait = None
         if self._ticket is not None:
             self._tell_room(m.Disconnect(self.pid, self._ticket.gen, msg.code, msg.reason))
         tell_quietly(self.hub, m.ParticipantEnded(self.actor_ref))

@@ -225,21 +225,19 @@ class RoomActor(GeventActor):
                 sent += 1
             else:
                 stalled.append((pid, conn))
-        kept = 0
-        lost: list[ParticipantID] = []
+        numbered: list[Any] | None = None
         for pid, conn in stalled:
             self._slow_consumer(pid, conn)
             if type(conn) is NumberedSink:
-                # Numbered already: kept in its log for the resume, or lost; not queued again.
-                exclude = exclude | {pid}
-                if conn.kept:
-                    kept += 1
-                else:
-                    lost.append(pid)
+                numbered = numbered or []
+                numbered.append((pid, conn))
+        if numbered is not None:
+            # Numbered already: kept in their logs for the resume, or lost; not queued again.
+            exclude = exclude | {pid for pid, _ in numbered}
         queued, dropped = state.queue_for_waiting(frame, exclude)
-        if kept or lost:
-            queued += kept
-            dropped.extend(lost)
+        if numbered is not None:
+            queued += sum(1 for _, conn in numbered if conn.kept)
+            dropped.extend(pid for pid, conn in numbered if not conn.kept)
         return BroadcastReport(sent=sent, queued=queued, dropped=tuple(dropped))
 
     @handles(m.Ack)

@@ -199,6 +199,22 @@ def test_a_client_that_lets_its_log_fill_is_a_slow_consumer_and_told_the_gap(
     assert recv_json(ws2)["seq"] == 6
 
 
+def test_a_broadcast_past_a_full_log_drops_that_member_and_closes_it(make_live: Any) -> None:
+    live = make_live(grace=30, queued=2)
+    plain = live.join("r", "p")
+    ws, _ = rconnect(live, "a")
+    joined(live, "a")
+    reports = [live.hub.broadcast("r", wsroom.Envelope("news", n)) for n in range(3)]
+    assert [(r.sent, r.queued, r.dropped) for r in reports] == [
+        (2, 0, ()),
+        (2, 0, ()),
+        (1, 0, ("a",)),  # no ack came: seq 3 has no room
+    ]
+    assert [recv_json(ws)["seq"] for _ in range(2)] == [1, 2]
+    assert read_close(ws) == (4008, "slow consumer")
+    assert [recv_json(plain)["payload"] for _ in range(3)] == [0, 1, 2]
+
+
 def test_after_expiry_a_resume_is_expired_or_unknown_and_the_join_is_fresh(
     make_live: Any,
 ) -> None:
