@@ -33,8 +33,9 @@
 // hub cannot fill a gap (its log overflowed, the grace period expired) it says so:
 //   conn.onGap(({ reason, lastSeq, firstSeq }) => { ... resync ... });
 // The plain protocol is offered by name too (wsroom.plain.1): a hub that cannot resume (no
-// grace period or no queue) chooses it and is spoken to as before. In resume mode, bufferLimit bounds the
-// envelopes not yet acknowledged: past it send() refuses (returns false, and warns).
+// grace period or no queue) chooses it and is spoken to as before. In resume mode,
+// bufferLimit bounds the envelopes not yet acknowledged: past it send() refuses (returns
+// false, and warns). The first connection starts afresh; every later one resumes.
 
 /** Close codes after which reconnecting would not help (or would fight another tab). */
 export const FINAL_CODES = new Set([
@@ -89,7 +90,8 @@ function numberedText(item) {
 
 function protocolsWithResume(protocols) {
   const list = protocols === undefined ? [] : [].concat(protocols);
-  return [...list.filter((p) => p !== RESUME_PROTOCOL && p !== PLAIN_PROTOCOL), RESUME_PROTOCOL, PLAIN_PROTOCOL];
+  const others = list.filter((p) => p !== RESUME_PROTOCOL && p !== PLAIN_PROTOCOL);
+  return [...others, RESUME_PROTOCOL, PLAIN_PROTOCOL];
 }
 
 function absoluteURL(url) {
