@@ -210,6 +210,11 @@ def test_every_envelope_once_in_order_both_ways_through_random_cuts(
                 pair.silent = True
                 client.reconnect_now()
             else:
+                # The hub's side of the current connection (its on_join may still be running).
+                wait_until(
+                    lambda: "a" in servers and not servers["a"]._sink.closing,
+                    what="the hub's side of the connection",
+                )
                 servers["a"].close(4008, "cut by the test")
             wait_until(lambda: client.connections > at, what=f"a reconnect after {kind}")  # noqa: B023
         for stream in (ups, downs):
