@@ -93,10 +93,13 @@ class Admission:
 
 @attrs.frozen
 class BeginJoin(Ask):
-    """``pid`` has a new connection; answer an ``Admission``, or raise ``RoomIsGone``."""
+    """``pid`` has a new connection; answer an ``Admission``, or raise ``RoomIsGone``.
+
+    ``resume`` (a ``NumberedJoin``) comes with a resume connection (contract §7)."""
 
     pid: ParticipantID
     conn: Any
+    resume: Any = None
 
 
 @attrs.frozen
@@ -200,6 +203,16 @@ class RetryReports(Tell):
     """From a shared room's own timer: try again the reports the backplane did not take."""
 
 
+@attrs.frozen
+class Ack(Tell):
+    """From a resume connection's participant: connection ``gen`` of ``pid`` has every numbered
+    envelope up to ``seq``."""
+
+    pid: ParticipantID
+    gen: int
+    seq: int
+
+
 # -- to a participant actor ---------------------------------------------------------------
 
 
@@ -226,6 +239,18 @@ class Ended(Tell):
 @attrs.frozen
 class Shutdown(Tell):
     """The hub is stopping; close the connection with 1001."""
+
+
+@attrs.frozen
+class NumberedInbound(Tell):
+    """One whole inbound text message of a resume connection (contract §7), in frame order."""
+
+    text: str
+
+
+@attrs.frozen
+class FirstFrameLate(Tell):
+    """From a resume connection's own timer: no first frame came; the join starts afresh."""
 
 
 class RoomIsGone(Exception):

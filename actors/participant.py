@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import gevent
 import pykka
 
 from wsroom.envelope import decode, error_frame
@@ -22,16 +23,35 @@ from wsroom.wire import OutFrame
 
 from . import messages as m
 from .hookcall import HookRoom, call_hook, hook_room, log_hook_error
+from .resume import Ack, InboundOrder, NumberedJoin, Verdict, ack_frame, read_numbered, read_resume
 from .runtime import TellOnlyActor, handles, tell_quietly
 from .state import JoinTicket
 
-__all__ = ["LEAVE_WAIT", "ParticipantActor"]
+__all__ = ["ACK_EVERY", "FIRST_FRAME_WAIT", "LEAVE_WAIT", "ParticipantActor"]
 
 logger = logging.getLogger("wsroom.actors")
 
 _JOIN_ATTEMPTS = 16
 LEAVE_WAIT = 10.0
 """Seconds a join waits for the same participant's previous ``on_leave`` to return."""
+FIRST_FRAME_WAIT = 5.0
+"""Seconds a resume connection's join waits for its first frame (a ``wsroom.resume``, or else
+a fresh start) before it starts afresh."""
+ACK_EVERY = 32
+"""A resume connection's envelopes handled before the hub acknowledges them, at the latest;
+it also does whenever it has handled all it was given."""
+
+
+class _Numbered:
+    """A resume connection's side of contract §7, kept by its participant."""
+
+    __slots__ = ("first_wait", "last_seq", "order", "unacked")
+
+    def __init__(self) -> None:
+        self.order = InboundOrder()  # which cseq reached on_message (the room sets its start)
+        self.first_wait: Any = None  # the timer while the first frame is awaited
+        self.last_seq: int | None = None  # what the first frame asked to resume from
+        self.unacked = 0  # envelopes judged since the hub last acknowledged
 
 
 class ParticipantActor(TellOnlyActor):
@@ -45,6 +65,11 @@ class ParticipantActor(TellOnlyActor):
     no greenlet while the connection is quiet. Not in pykka's registry; the hub actor keeps
     the set of them. ``hook_room``, set once joined, stays set across its drain greenlets (they
     share one context).
+
+    A resume connection (contract §7, ``conn.resume``) is told ``NumberedInbound`` instead: its
+    first frame decides between a resume and a fresh start, acks go to the room, and each
+    ``cseq`` reaches ``on_message`` once (its ``InboundOrder`` starts where the membership's
+    last connection stopped: the room sets it at ``BeginJoin``).
     """
 
     def __init__(
@@ -68,6 +93,8 @@ class ParticipantActor(TellOnlyActor):
         self._room_ref: pykka.ActorRef[Any] | None = None
         self._ticket: JoinTicket[Any] | None = None
         self._member = False  # on_join returned and the room took us
+        # A resume connection's state (contract §7); one attribute for a plain one.
+        self._numbered = _Numbered() if getattr(conn, "resume", False) else None
 
     def on_tell_failed(self, message: Any, exc: Exception) -> None:
         # Hooks are already fenced; this is a bug of ours. Close rather than die silently.
@@ -87,6 +114,16 @@ class ParticipantActor(TellOnlyActor):
     # -- join -----------------------------------------------------------------------------
 
     @handles(m.Start)
+    def _start(self, message: m.Start) -> None:
+        numbered = self._numbered
+        if numbered is None:
+            self._join(message)
+            return
+        # A resume connection: its first frame says whether it resumes; wait for it, bounded.
+        timer = gevent.get_hub().loop.timer(FIRST_FRAME_WAIT)
+        timer.start(tell_quietly, self, m.FirstFrameLate())
+        numbered.first_wait = timer
+
     def _join(self, _message: m.Start) -> None:
         try:
             ticket = self._ticket = self._begin_join()
@@ -126,7 +163,8 @@ class ParticipantActor(TellOnlyActor):
             except pykka.ActorDeadError:
                 raise HubStopped() from None
             try:
-                admission: m.Admission = room_ref.ask(m.BeginJoin(self.pid, self.conn))  # type: ignore[assignment]
+                begin = m.BeginJoin(self.pid, self.conn, self._resume())
+                admission: m.Admission = room_ref.ask(begin)  # type: ignore[assignment]
             except (m.RoomIsGone, pykka.ActorDeadError):
                 continue  # reaped between the two asks; the hub makes a new one
             if admission.after is not None:
@@ -163,10 +201,84 @@ class ParticipantActor(TellOnlyActor):
             log_hook_error("on_message", exc)
             self.conn.close(1011, "on_message failed")
 
+    # -- a resume connection's frames (contract §7) ----------------------------------------
+
+    def _resume(self) -> NumberedJoin | None:
+        numbered = self._numbered
+        if numbered is None:
+            return None
+        max_bytes = self.conn.options.outbox_max_bytes
+        return NumberedJoin(numbered.last_seq, numbered.order, max_bytes)
+
+    @handles(m.FirstFrameLate)
+    def _first_frame_late(self, _message: m.FirstFrameLate) -> None:
+        numbered = self._numbered
+        if numbered is not None and numbered.first_wait is not None:
+            numbered.first_wait = None
+            self._join(m.Start())
+
+    @handles(m.NumberedInbound)
+    def _numbered_inbound(self, message: m.NumberedInbound) -> None:
+        self.frame_done()
+        numbered = self._numbered
+        assert numbered is not None
+        if numbered.first_wait is not None:
+            # The first frame: a resume, or a fresh start and then an ordinary frame.
+            numbered.first_wait.close()
+            numbered.first_wait = None
+            numbered.last_seq = read_resume(message.text)
+            self._join(m.Start())
+            if numbered.last_seq is not None:
+                return
+        if self._member and not self.conn.closed_by_server:
+            self._on_numbered(message.text)
+
+    def _on_numbered(self, text: str) -> None:
+        try:
+            item = read_numbered(text)
+        except BadEnvelope as bad:
+            self.conn.push(OutFrame(error_frame("bad_envelope", str(bad))))
+            return
+        if isinstance(item, Ack):
+            assert self._ticket is not None
+            self._tell_room(m.Ack(self.pid, self._ticket.gen, item.seq))
+            return
+        numbered = self._numbered
+        assert numbered is not None
+        order = numbered.order
+        verdict = order.check(item.cseq)
+        if verdict is Verdict.GAP:
+            detail = f"cseq {item.cseq} after {order.handled}: envelopes are missing"
+            self.conn.push(OutFrame(error_frame("bad_cseq", detail)))
+            self.conn.close(1008, "cseq out of order")
+            return
+        if verdict is Verdict.HANDLE:
+            envelope = item.envelope
+            if isinstance(envelope, BadEnvelope):
+                self.conn.push(OutFrame(error_frame("bad_envelope", str(envelope))))
+            else:
+                exc = call_hook(self.hooks.on_message, self.room, self.pid, envelope)
+                if exc is not None:
+                    if isinstance(exc, CloseConnection):
+                        self.conn.close(exc.code, exc.reason)
+                    else:
+                        log_hook_error("on_message", exc)
+                        self.conn.close(1011, "on_message failed")
+        # Acknowledged in batches: every ACK_EVERY, and whenever nothing else waits in the
+        # inbox (a duplicate too: the client drops its copy).
+        numbered.unacked += 1
+        if numbered.unacked >= ACK_EVERY or not self._inbox:
+            numbered.unacked = 0
+            self.conn.push(ack_frame(order.handled))
+
     # -- end ------------------------------------------------------------------------------
 
     @handles(m.Ended)
     def _ended(self, msg: m.Ended) -> None:
+        numbered = self._numbered
+        if numbered is not None and numbered.first_wait is not None:
+            numbered.first_wait.close()
+            numbered.first_wait = None
         if self._ticket is not None:
             self._tell_room(m.Disconnect(self.pid, self._ticket.gen, msg.code, msg.reason))
         tell_quietly(self.hub, m.ParticipantEnded(self.actor_ref))

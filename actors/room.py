@@ -16,8 +16,9 @@ from wsroom.types import BroadcastReport, Delivery, ParticipantID, Presence, Rec
 
 from . import messages as m
 from .hookcall import call_hook, log_hook_error, spawn_hook
+from .resume import resumed_frame
 from .runtime import GeventActor, handles, tell_quietly
-from .state import Leave, RoomState
+from .state import Leave, NumberedSink, RoomState
 
 __all__ = ["RoomActor"]
 
@@ -76,6 +77,8 @@ class RoomActor(GeventActor):
         return super().on_receive(message)
 
     def after_message(self) -> None:
+        if self.state.overflowed:
+            self._overflowed()
         # Presence news from whatever the message changed, announced once it is handled.
         changes = self.state.take_presence_changes()
         if not changes:
@@ -92,12 +95,18 @@ class RoomActor(GeventActor):
     def _begin_join(self, msg: m.BeginJoin) -> m.Admission:
         if self.state.closed:
             raise m.RoomIsGone(self.room)
-        ticket = self.state.begin_join(msg.pid, msg.conn)
-        old = ticket.replaced
+        member = self.state.members.get(msg.pid)
+        old = member.conn if member is not None else None
+        # What the old connection never wrote goes to the new one, after its on_join.
+        unsent = old.take_unsent() if old is not None else ()
+        ticket = self.state.begin_join(msg.pid, msg.conn, msg.resume, unsent)
         if old is not None:
-            # What the old connection never wrote goes to the new one, after its on_join.
-            self.state.requeue(msg.pid, old.take_unsent())
+            # At once: begin_join took what its participant handed to on_message as final.
             old.close(4001, "replaced")
+        if ticket.answer is not None:
+            # The answer to a resume goes first; the replay follows on_join's own sends.
+            assert msg.resume is not None
+            msg.conn.push(resumed_frame(ticket.answer, msg.resume.inbound.handled))
         self._rearm()
         after = self._leaving.pop(msg.pid, None)
         return m.Admission(ticket, after if after is not None and not after.dead else None)
@@ -191,6 +200,10 @@ class RoomActor(GeventActor):
         if target.push(frame):
             return Delivery.SENT
         self._slow_consumer(msg.pid, target)
+        if type(target) is NumberedSink:
+            if target.kept:  # numbered and kept in the log: it waits there for the resume
+                return Delivery.QUEUED
+            raise ParticipantOffline()
         queued = self.state.route(msg.pid, frame)
         if queued is not Delivery.QUEUED:  # pragma: no cover - the member is offline now
             raise ParticipantOffline()
@@ -212,10 +225,39 @@ class RoomActor(GeventActor):
                 sent += 1
             else:
                 stalled.append((pid, conn))
+        numbered: list[Any] | None = None
         for pid, conn in stalled:
             self._slow_consumer(pid, conn)
+            if type(conn) is NumberedSink:
+                numbered = numbered or []
+                numbered.append((pid, conn))
+        if numbered is not None:
+            # Numbered already: kept in their logs for the resume, or lost; not queued again.
+            exclude = exclude | {pid for pid, _ in numbered}
         queued, dropped = state.queue_for_waiting(frame, exclude)
+        if numbered is not None:
+            queued += sum(1 for _, conn in numbered if conn.kept)
+            dropped.extend(pid for pid, conn in numbered if not conn.kept)
         return BroadcastReport(sent=sent, queued=queued, dropped=tuple(dropped))
+
+    @handles(m.Ack)
+    def _ack(self, msg: m.Ack) -> None:
+        self.state.ack(msg.pid, msg.gen, msg.seq)
+
+    def _overflowed(self) -> None:
+        # Resume members that lost a frame while still connected (their backlog being
+        # flushed): a hole in a live stream is not allowed, so they go as slow consumers and
+        # learn of the gap when they resume.
+        for member in self.state.take_overflowed():
+            conn = self.state.connection_of(member.pid, member.gen)
+            if conn is not None:
+                conn.close(*SLOW_CONSUMER)
+                self._leave(
+                    self.state.disconnect(
+                        member.pid, member.gen, *SLOW_CONSUMER, conn.take_unsent()
+                    )
+                )
+                self._rearm()
 
     @handles(m.Members)
     def _members(self, _msg: m.Members) -> dict[ParticipantID, Presence]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import attrs
 
@@ -22,8 +22,11 @@ from wsroom.errors import (
     ParticipantOffline,
 )
 from wsroom.types import Delivery, ParticipantID, Presence, ReconnectPolicy
+from wsroom.wire import OutFrame, numbered
 
-__all__ = ["JoinTicket", "Leave", "Member", "OfflineQueue", "RoomState"]
+from .resume import InboundOrder, NumberedJoin, OutboundLog, Replay, ResumeRefusal
+
+__all__ = ["JoinTicket", "Leave", "LogQueue", "Member", "NumberedSink", "OfflineQueue", "RoomState"]
 
 C = TypeVar("C")
 Clock = Callable[[], float]
@@ -76,30 +79,114 @@ class Member(Generic[C]):
     ``joined`` turns True once the first ``on_join`` returned; before that the entry is a join in
     flight and not yet a member. ``conn`` is the current connection (None while offline), and
     ``live`` says whether envelopes go straight to it (False while its ``on_join`` runs).
+
+    A member whose connection is a resume one (contract §7) has a ``log``: its numbered
+    sequence, which is also its offline queue (``queue`` is then a ``LogQueue`` on it).
     """
 
     pid: ParticipantID
     gen: int
     conn: C | None
-    queue: OfflineQueue
+    queue: OfflineQueue | LogQueue
     joined: bool = False
     live: bool = False
     returning: bool = False  # a reconnect from OFFLINE whose on_join is running
     deadline: float | None = None
     last_close: Disconnected = attrs.field(factory=Disconnected)
+    log: OutboundLog[Any] | None = None
+    sink: NumberedSink | None = None  # what the fan-out holds for it while live
+    pushed: int = 0  # the highest seq handed to the current connection
+    handled: int = 0  # the highest cseq handed to on_message when the last connection stopped
+    inbound: InboundOrder | None = None  # the current connection's (see RoomState.begin_join)
 
     @property
     def presence(self) -> Presence:
         return Presence.ONLINE if self.conn is not None else Presence.OFFLINE
 
 
+class LogQueue:
+    """A resume member's offline queue: frames go into its ``OutboundLog`` and get their
+    ``seq`` at once, so what waits for a reconnect and what was sent unacknowledged are one
+    sequence. A frame lost while the member is still connected (its backlog being flushed)
+    would leave a hole in a live stream: the member is reported to ``on_loss``, and the room
+    closes it as a slow consumer."""
+
+    __slots__ = ("log", "member", "on_loss")
+
+    def __init__(
+        self, log: OutboundLog[Any], member: Member[Any], on_loss: Callable[[Member[Any]], None]
+    ) -> None:
+        self.log = log
+        self.member = member
+        self.on_loss = on_loss
+
+    def offer(self, item: Frame) -> bool:
+        if self.log.append(item) is not None:
+            return True
+        if self.member.conn is not None:
+            self.on_loss(self.member)
+        return False
+
+    def __len__(self) -> int:
+        """The frames not yet handed to a connection."""
+        return len(self.log.after(self.member.pushed))
+
+
+class NumberedSink:
+    """What the fan-out loop holds for a live resume member instead of its connection: ``push``
+    numbers the shared frame in the member's log and writes it stamped with its ``seq``
+    (``numbered``: a splice, no JSON encoding). The loop stays the plain one; only resume
+    members pay for numbering.
+
+    A full log is a slow consumer: the connection is closed with 4008 and ``push`` answers
+    False, like a full outbox; ``kept`` says whether the frame made it into the log.
+    """
+
+    __slots__ = ("conn", "kept", "member")
+
+    def __init__(self, conn: Any, member: Member[Any]) -> None:
+        self.conn = conn
+        self.member = member
+        self.kept = True
+
+    def push(self, frame: OutFrame) -> bool:
+        member = self.member
+        assert member.log is not None
+        seq = member.log.append(frame)
+        if seq is None:
+            self.kept = False
+            self.conn.close(4008, "slow consumer")
+            return False
+        self.kept = True
+        member.pushed = seq
+        push: bool = self.conn.push(numbered(frame, seq))
+        return push
+
+    def offer(self, frame: OutFrame) -> bool:
+        # A backlog's frames, already numbered: the log has them.
+        offer: bool = self.conn.offer(frame)
+        return offer
+
+    def take_unsent(self) -> list[Any]:
+        unsent: list[Any] = self.conn.take_unsent()
+        return unsent
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        self.conn.when_drained(callback)
+
+    def close(self, code: int, reason: str = "") -> None:
+        self.conn.close(code, reason)
+
+
 @attrs.frozen
 class JoinTicket(Generic[C]):
-    """The room's answer to a join: its generation, whether it is a reconnect, whom it replaces."""
+    """The room's answer to a join: its generation, whether it is a reconnect, whom it replaces,
+    and for a resume connection that asked to resume, the answer to send it (``wsroom.resumed``)."""
 
     gen: int
     reconnect: bool
     replaced: C | None = None
+    answer: Replay[Any] | None = None
 
 
 @attrs.frozen
@@ -108,6 +195,10 @@ class Leave:
 
     pid: ParticipantID
     reason: BaseException
+
+
+EXPIRED_KEPT = 1024
+"""Memberships a room remembers as expired, so a late resume is told "expired", not "unknown"."""
 
 
 class RoomState(Generic[C]):
@@ -124,14 +215,28 @@ class RoomState(Generic[C]):
         self._next_gen = 0
         self._deadlines: list[tuple[float, int, ParticipantID]] = []
         self._presence_changes: list[tuple[ParticipantID, Presence]] = []
+        #: Resume members that lost a frame while connected: the room closes them (4008).
+        self.overflowed: list[Member[C]] = []
+        self._expired: dict[ParticipantID, None] = {}  # the latest memberships that expired
 
     # -- joins -------------------------------------------------------------------------
 
-    def begin_join(self, pid: ParticipantID, conn: C) -> JoinTicket[C]:
+    def begin_join(
+        self,
+        pid: ParticipantID,
+        conn: C,
+        resume: NumberedJoin | None = None,
+        unsent: Iterable[Frame] = (),
+    ) -> JoinTicket[C]:
         """A new connection for ``pid`` has been upgraded; its ``on_join`` is about to run.
 
-        A connection already attached to ``pid`` is replaced: the caller closes it with 4001,
-        and what it had not yet written goes back into the queue through ``requeue``.
+        A connection already attached to ``pid`` is replaced: the caller closes it with 4001
+        at once (nothing may run in between: see below), and ``unsent``, what it had not yet
+        written, goes back to the queue's head.
+
+        ``resume`` comes with a resume connection. Its ``InboundOrder`` gets the membership's
+        count of envelopes handed to ``on_message``, taken from the connection it replaces (its
+        participant hands nothing on once the server closed it) or kept from the last one to end.
         """
         if self.closed:
             raise RuntimeError("room is closed")
@@ -142,8 +247,15 @@ class RoomState(Generic[C]):
                 pid, self._next_gen, conn, OfflineQueue(self.policy.max_queued_per_conn)
             )
             self.members[pid] = member
-            return JoinTicket(member.gen, reconnect=False)
+            if resume is None:
+                return JoinTicket(member.gen, reconnect=False)
+            answer = self._number(member, resume)
+            return JoinTicket(member.gen, reconnect=False, answer=answer)
         replaced = member.conn
+        if replaced is not None:
+            if member.log is None:
+                self.requeue(pid, unsent)  # a resume member's log has them already
+            self._stop_inbound(member)
         # Coming back from OFFLINE, or replacing such a return before its on_join returned.
         member.returning = member.joined and (
             replaced is None or (member.returning and not member.live)
@@ -153,7 +265,75 @@ class RoomState(Generic[C]):
         member.live = False
         member.deadline = None
         self.live.pop(pid, None)
-        return JoinTicket(member.gen, reconnect=member.joined, replaced=replaced)
+        answer = None
+        if resume is not None:
+            answer = self._number(member, resume)
+        elif member.log is not None:
+            self._unnumber(member)
+        return JoinTicket(member.gen, reconnect=member.joined, replaced=replaced, answer=answer)
+
+    def _number(self, member: Member[C], resume: NumberedJoin) -> Replay[Any] | None:
+        """Attach a resume connection: the member's log (made from its queue if it had none),
+        where the stream goes on from, and the answer to its resume (None: it starts afresh)."""
+        last = resume.last_seq
+        fresh = not member.joined
+        log = member.log
+        if log is None:
+            log = OutboundLog(self.policy.max_queued_per_conn, resume.max_bytes, OutFrame.size_of)
+            if isinstance(member.queue, OfflineQueue):
+                for frame in member.queue.drain():  # a plain connection's queue, numbered now
+                    log.append(frame)
+            member.log = log
+            member.queue = LogQueue(log, member, self._lost)
+            member.handled = 0  # a plain connection's envelopes were never numbered
+            known = False
+        else:
+            known = not fresh
+        member.inbound = resume.inbound
+        member.sink = NumberedSink(member.conn, member)
+        answer: Replay[Any] | None
+        if last is None:
+            # A fresh start: the client counts from 1 both ways; what is kept goes to it.
+            log.restart()
+            member.handled = 0
+            answer = None
+        elif known:
+            answer = log.resume(last)
+        elif fresh and member.pid in self._expired:
+            answer = Replay(False, reason=ResumeRefusal.EXPIRED, first_seq=1)
+        elif last == 0:
+            answer = Replay(True, first_seq=1)  # nothing seen, nothing missed
+        else:
+            answer = Replay(False, reason=ResumeRefusal.UNKNOWN, first_seq=1)
+        if fresh:
+            self._expired.pop(member.pid, None)
+        member.pushed = (answer.first_seq if answer is not None else 1) - 1
+        resume.inbound.handled = member.handled
+        return answer
+
+    def _unnumber(self, member: Member[C]) -> None:
+        """A plain connection follows a resume one: what the log kept becomes a plain queue."""
+        assert member.log is not None
+        queue = OfflineQueue(self.policy.max_queued_per_conn)
+        queue.extend(member.log.frames())
+        member.queue = queue
+        member.log = None
+        member.sink = None
+        member.handled = 0
+
+    def _stop_inbound(self, member: Member[C]) -> None:
+        # The connection stops being the member's current one: what its participant handed on
+        # is final (it hands on nothing once the server closed the connection, or it ended).
+        if member.inbound is not None:
+            member.handled = member.inbound.handled
+            member.inbound = None
+
+    def ack(self, pid: ParticipantID, gen: int, seq: int) -> None:
+        """Connection ``gen`` of ``pid`` acknowledged every numbered frame up to ``seq``; an ack
+        from a connection that is no longer current is ignored (it counted another stream)."""
+        member = self.members.get(pid)
+        if member is not None and member.gen == gen and member.log is not None:
+            member.log.ack(seq)
 
     def complete_join(self, pid: ParticipantID, gen: int) -> list[Frame] | None:
         """``on_join`` returned (or a held flush may go on): the member goes live; return the
@@ -171,7 +351,15 @@ class RoomState(Generic[C]):
             member.joined = True
             self._joined += 1
         member.live = True
+        if member.log is not None:
+            assert member.sink is not None
+            self.live[pid] = cast(C, member.sink)  # the fan-out takes it for its connection
+            backlog = [numbered(frame, seq) for seq, frame in member.log.after(member.pushed)]
+            if backlog:
+                member.pushed = backlog[-1].seq
+            return backlog
         self.live[pid] = member.conn
+        assert isinstance(member.queue, OfflineQueue)
         return member.queue.drain()
 
     def hold(self, pid: ParticipantID, rest: Iterable[Frame]) -> None:
@@ -183,6 +371,11 @@ class RoomState(Generic[C]):
             return
         member.live = False
         self.live.pop(pid, None)
+        if member.log is not None:
+            rest = list(rest)
+            if rest:
+                member.pushed = rest[0].seq - 1  # the log keeps them: flushed from there on
+            return
         self.requeue(pid, rest)
 
     def fail_join(self, pid: ParticipantID, gen: int, reason: BaseException) -> Leave | None:
@@ -196,8 +389,9 @@ class RoomState(Generic[C]):
     def requeue(self, pid: ParticipantID, items: Iterable[Frame]) -> None:
         """Put frames a dropped or replaced connection never wrote back at the queue's head."""
         member = self.members.get(pid)
-        if member is None or not member.joined:
-            return
+        if member is None or not member.joined or member.log is not None:
+            return  # a resume member's log keeps what it sent until acknowledged
+        assert isinstance(member.queue, OfflineQueue)
         pending = member.queue.drain()
         member.queue.extend(items)
         member.queue.extend(pending)
@@ -225,6 +419,7 @@ class RoomState(Generic[C]):
         member.conn = None
         member.live = False
         self.live.pop(pid, None)
+        self._stop_inbound(member)
         member.last_close = Disconnected(code, reason)
         if not member.joined:
             self._remove(member)
@@ -256,6 +451,7 @@ class RoomState(Generic[C]):
             _, _, pid = heapq.heappop(self._deadlines)
             member = self.members[pid]
             self._remove(member)
+            self._note_expired(pid)
             expired = GraceExpired()
             expired.__cause__ = member.last_close
             leaves.append(Leave(pid, expired))
@@ -303,6 +499,21 @@ class RoomState(Generic[C]):
         if changes:
             self._presence_changes = []
         return changes
+
+    def _note_expired(self, pid: ParticipantID) -> None:
+        self._expired[pid] = None
+        if len(self._expired) > EXPIRED_KEPT:
+            del self._expired[next(iter(self._expired))]
+
+    def take_overflowed(self) -> list[Member[C]]:
+        """The resume members that lost a frame while connected, since the last call."""
+        overflowed = self.overflowed
+        if overflowed:
+            self.overflowed = []
+        return overflowed
+
+    def _lost(self, member: Member[C]) -> None:
+        self.overflowed.append(member)
 
     def _remove(self, member: Member[C]) -> None:
         del self.members[member.pid]

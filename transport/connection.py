@@ -22,7 +22,7 @@ from wsproto.events import BytesMessage, Ping, TextMessage
 from wsproto.events import CloseConnection as CloseEvent
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from wsroom.wire import OutFrame
+from wsroom.wire import PLAIN_PROTOCOL, RESUME_PROTOCOL, OutFrame
 
 from ._gevent_socket import raw_socket
 from ._simple_websocket import ServerSocket
@@ -45,6 +45,9 @@ __all__ = ["CONTROL_BURST", "CONTROL_RATE", "Connection", "ConnectionOptions"]
 logger = logging.getLogger("wsroom.transport")
 
 _RECV_BYTES = 65536
+# The subprotocols a hub chooses from, in the client's order of preference.
+_RESUMABLE = (RESUME_PROTOCOL, PLAIN_PROTOCOL)
+_PLAIN = (PLAIN_PROTOCOL,)
 _SLOW_CONSUMER = (4008, "slow consumer")
 
 CONTROL_RATE = 1000.0
@@ -91,6 +94,7 @@ class ConnectionOptions:
         "outbox_max_bytes",
         "outbox_max_messages",
         "ping_interval",
+        "resume",
     )
 
     def __init__(
@@ -118,6 +122,9 @@ class ConnectionOptions:
         self.outbox_max_bytes = outbox_max_bytes
         self.compression = bool(compression)
         self.close_timeout = close_timeout
+        #: Whether the subprotocol of resume without loss (contract §7) is accepted: set by the
+        #: hub, which knows whether its policy and rooms can keep a membership's envelopes.
+        self.resume = True
 
 
 class Connection:
@@ -130,7 +137,14 @@ class Connection:
 
     def __init__(self, environ: dict[str, Any], options: ConnectionOptions) -> None:
         self.options = options
-        server = ServerSocket(environ, compression=options.compression)
+        server = ServerSocket(
+            environ,
+            compression=options.compression,
+            subprotocols=_RESUMABLE if options.resume else _PLAIN,
+        )
+        #: Whether the client opted in to resume without loss (contract §7): its participant
+        #: then numbers, acknowledges and resumes.
+        self.resume = server.subprotocol == RESUME_PROTOCOL
         # Past the handshake only the socket and the wsproto connection are needed; the
         # handshake objects (h11 state, simple-websocket's buffers) are let go.
         self._ws = server.protocol

@@ -98,6 +98,8 @@ def _run(
 ) -> None:
     window = gevent.lock.Semaphore(INBOUND_WINDOW)
     participant = ParticipantActor(hub, hooks, room, pid, identity, conn, window.release)
+    # A resume connection's frames go to the participant's numbering (contract §7).
+    inbound = m.NumberedInbound if conn.resume else m.Inbound
     try:
         hub.tell(m.ParticipantStarted(participant))
         participant.tell(m.Start())
@@ -111,7 +113,7 @@ def _run(
             if not participant.is_alive():
                 return
         try:
-            participant.tell(m.Inbound(text))
+            participant.tell(inbound(text))
         except pykka.ActorDeadError:
             window.release()
             conn.close(1001, "hub stopped")

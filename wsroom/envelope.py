@@ -10,7 +10,16 @@ import cattrs
 
 from .errors import BadEnvelope
 
-__all__ = ["RESERVED_PREFIX", "Envelope", "decode", "encode", "encode_reserved", "error_frame"]
+__all__ = [
+    "RESERVED_PREFIX",
+    "Envelope",
+    "decode",
+    "decode_object",
+    "encode",
+    "encode_reserved",
+    "envelope_of",
+    "error_frame",
+]
 
 RESERVED_PREFIX = "wsroom."
 """Type names starting with this belong to the hub, in both directions."""
@@ -53,6 +62,33 @@ def decode(text: str | bytes) -> Envelope:
         raise BadEnvelope("invalid JSON: nested too deeply @ $") from None
     if not isinstance(obj, dict):
         raise BadEnvelope(f"expected a JSON object, got {_json_kind(obj)} @ $")
+    try:
+        envelope = _converter.structure(obj, Envelope)
+    except cattrs.ClassValidationError as exc:
+        raise BadEnvelope("; ".join(cattrs.transform_error(exc, path="$"))) from None
+    if not envelope.type:
+        raise BadEnvelope("type must not be empty @ $.type")
+    if envelope.type.startswith(RESERVED_PREFIX):
+        raise BadEnvelope(f"type {envelope.type!r} is reserved for the hub @ $.type")
+    return envelope
+
+
+def decode_object(text: str) -> dict[str, Any]:
+    """Parse one inbound frame as a JSON object, its keys unchecked (``BadEnvelope`` if it is no
+    object): for the hub's own frames on a resume connection, read before ``envelope_of``."""
+    try:
+        obj = _loads(text)
+    except ValueError as exc:
+        raise BadEnvelope(f"invalid JSON: {exc} @ $") from None
+    except RecursionError:
+        raise BadEnvelope("invalid JSON: nested too deeply @ $") from None
+    if not isinstance(obj, dict):
+        raise BadEnvelope(f"expected a JSON object, got {_json_kind(obj)} @ $")
+    return obj
+
+
+def envelope_of(obj: dict[str, Any]) -> Envelope:
+    """The user's envelope in a parsed frame, checked as ``decode`` checks it."""
     try:
         envelope = _converter.structure(obj, Envelope)
     except cattrs.ClassValidationError as exc:

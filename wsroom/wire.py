@@ -11,9 +11,16 @@ import struct
 
 from .envelope import Envelope, encode
 
-__all__ = ["OutFrame", "frame_of"]
+__all__ = ["PLAIN_PROTOCOL", "RESUME_PROTOCOL", "NumberedFrame", "OutFrame", "frame_of", "numbered"]
 
 _TEXT_FIN = 0x81  # FIN + opcode 1 (text)
+
+RESUME_PROTOCOL = "wsroom.resume.1"
+"""The subprotocol a client offers to opt in to resume without loss (contract §7)."""
+PLAIN_PROTOCOL = "wsroom.plain.1"
+"""The plain protocol by name, for a client offering resume to offer as well: a hub that cannot
+resume chooses it, since browsers (and websocket-client) fail a handshake that chose none of
+the subprotocols offered."""
 
 
 class OutFrame:
@@ -50,3 +57,50 @@ class OutFrame:
 def frame_of(envelope: Envelope) -> OutFrame:
     """Encode a user's envelope (``BadEnvelope`` if it cannot be) and frame it once."""
     return OutFrame(encode(envelope))
+
+
+class NumberedFrame(OutFrame):
+    """An ``OutFrame`` stamped with its ``seq`` for one resume connection (contract §7).
+
+    Built by ``numbered`` from the shared frame without encoding JSON again: its bytes are the
+    shared ones with ``,"seq":n`` spliced in before the final ``}``. Its ``text`` is made only
+    when asked for (a connection with permessage-deflate, a repr): the bytes are what goes out.
+    """
+
+    __slots__ = ("seq",)
+    seq: int
+
+    def __getattr__(self, name: str) -> str:
+        # Only for the text slot, left unset by numbered(): made from the bytes once.
+        if name != "text":
+            raise AttributeError(name)
+        text = self.wire[len(self.wire) - self.size :].decode()
+        self.text = text
+        return text
+
+
+_PACK_16 = struct.Struct("!BBH").pack
+_PACK_64 = struct.Struct("!BBQ").pack
+
+
+def numbered(frame: OutFrame, seq: int) -> NumberedFrame:
+    """``frame`` with ``"seq": seq`` as its last key: a splice of its text and bytes, no JSON
+    encoding (the per-delivery cost of a resume connection: about a microsecond).
+
+    Every ``OutFrame`` holds one JSON object, so its last character is the closing brace.
+    """
+    suffix = b',"seq":%d}' % seq
+    size = frame.size + len(suffix) - 1
+    wire = frame.wire
+    body = wire[len(wire) - frame.size : -1]
+    if size < 126:
+        data = bytes((_TEXT_FIN, size)) + body + suffix
+    elif size < 65536:
+        data = _PACK_16(_TEXT_FIN, 126, size) + body + suffix
+    else:
+        data = _PACK_64(_TEXT_FIN, 127, size) + body + suffix
+    out = NumberedFrame.__new__(NumberedFrame)
+    out.size = size
+    out.wire = data
+    out.seq = seq
+    return out

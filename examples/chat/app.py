@@ -8,6 +8,9 @@
 Each browser tab is one participant, identified by a session id the page keeps in
 ``sessionStorage``: a reload, or a network drop shorter than the grace period, brings it back as
 the same participant, and the hub flushes what was said meanwhile, in order, after ``on_join``.
+The page connects with resume without loss (``wsroom.js``'s ``resume: true``): messages go
+through once each way across drops, and when the hub could not keep everything (``--queued``
+too small for the time away) the page shows a notice and fetches the rest from the history.
 
 The application's own state (history, names, presence) lives in one pykka actor, ``ChatState``;
 the hooks talk to it through a proxy made once. Presence is pushed, never polled: ``on_join`` (a
@@ -330,6 +333,7 @@ def app_from_env() -> flask.Flask:
     ``hub_options_from_env``. Its ``Chat`` is ``app.extensions["wsroom_chat"]``."""
     chat = create_app(
         grace=float(os.environ.get("WSROOM_CHAT_GRACE", "30")),
+        queued=int(os.environ.get("WSROOM_CHAT_QUEUED", "256")),
         backplane=os.environ.get("WSROOM_BACKPLANE") or None,
         **hub_options_from_env(),
     )
@@ -347,6 +351,12 @@ def main() -> None:
         help="grace period, seconds",
     )
     parser.add_argument(
+        "--queued",
+        type=int,
+        default=int(os.environ.get("WSROOM_CHAT_QUEUED", "256")),
+        help="envelopes kept per member while away",
+    )
+    parser.add_argument(
         "--backplane",
         default=os.environ.get("WSROOM_BACKPLANE", ""),
         metavar="URL",
@@ -354,7 +364,12 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    chat = create_app(grace=args.grace, backplane=args.backplane or None, **hub_options_from_env())
+    chat = create_app(
+        grace=args.grace,
+        queued=args.queued,
+        backplane=args.backplane or None,
+        **hub_options_from_env(),
+    )
     try:
         server = serve(chat.app, args.host, args.port)
     except OSError as exc:  # most often the port is in use: one line, not a traceback

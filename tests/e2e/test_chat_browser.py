@@ -105,6 +105,33 @@ def test_offline_inside_grace_comes_back_with_every_message_in_order_once(
     assert seqs == sorted(set(seqs)), seqs
 
 
+def test_a_gap_the_server_could_not_fill_is_shown_and_caught_up_from_the_history(
+    server: Callable[..., Server], new_page: Callable[..., Any]
+) -> None:
+    chat = server("examples/chat/app.py", "--grace", GRACE, "--queued", "3")
+    ada = join(new_page, chat.url, "Ada")
+    bob = join(new_page, chat.url, "Bob")
+    assert bob.evaluate("window.chat.conn.numbered") is True  # resume without loss
+    say(ada, "before")
+    expect(bob.locator("li.msg .text")).to_have_text(["before"])
+    bob_id = bob.evaluate("window.chat.me")
+
+    bob.context.set_offline(True)
+    expect(bob.locator("#conn")).to_have_attribute("data-state", "offline")
+    expect(ada.locator(f"li.person[data-id='{bob_id}']")).to_have_attribute("data-state", "away")
+    sent = [f"while away {i}" for i in range(1, 7)]  # more than the 3 the hub keeps for Bob
+    for text in sent:
+        say(ada, text)
+    expect(ada.locator("li.msg .text")).to_have_text(["before", *sent])
+
+    bob.context.set_offline(False)
+    expect(bob.locator("#conn")).to_have_attribute("data-state", "open")
+    expect(bob.locator("li.notice.gap")).to_have_count(1)
+    expect(bob.locator("li.notice.gap")).to_contain_text("could not be delivered")
+    expect(bob.locator("li.msg .text")).to_have_text(["before", *sent])  # from the history
+    assert bob.evaluate("window.chat.conn.gaps[0].reason") == "overflow"
+
+
 def test_page_shows_a_clear_state_when_the_server_goes_away(
     server: Callable[..., Server], new_page: Callable[..., Any]
 ) -> None:

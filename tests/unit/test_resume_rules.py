@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
-from wsroom.actors.resume import InboundOrder, OutboundLog, ResumeRefusal, Verdict
+import json
+import re
+
+import pytest
+
+from wsroom.actors.resume import (
+    Ack,
+    InboundOrder,
+    Numbered,
+    OutboundLog,
+    Replay,
+    ResumeRefusal,
+    Verdict,
+    read_numbered,
+    read_resume,
+    resumed_frame,
+)
+from wsroom.envelope import Envelope
+from wsroom.errors import BadEnvelope
+from wsroom.wire import OutFrame, frame_of, numbered
 
 
 def log(max_frames: int = 4, max_bytes: int = 1000) -> OutboundLog[str]:
@@ -46,7 +65,11 @@ def test_a_full_log_refuses_and_a_resume_from_before_the_gap_says_overflow() -> 
     assert out.append("d") == 4
     replay = out.resume(1)
     assert not replay.ok
-    assert replay.reason is ResumeRefusal.OVERFLOW and replay.first_seq == 2
+    # first_seq is where the stream goes on without a hole: "b" (2) lies before the gap, so it
+    # is let go with it; the client gets 4 next and knows 2 and 3 are lost.
+    assert replay.reason is ResumeRefusal.OVERFLOW and replay.first_seq == 4
+    assert replay.frames == ((4, "d"),)
+    assert out.resume(3).ok  # resuming from the new start is whole again
 
 
 def test_the_byte_bound_counts_and_one_big_frame_still_fits_an_empty_log() -> None:
@@ -71,6 +94,7 @@ def test_a_resume_from_before_an_acknowledged_seq_is_overflow() -> None:
     out.ack(2)
     replay = out.resume(0)  # it claims to have lost what it acknowledged
     assert not replay.ok and replay.reason is ResumeRefusal.OVERFLOW and replay.first_seq == 3
+    assert replay.frames == ((3, "c"),)
 
 
 def test_inbound_envelopes_are_handled_once_in_order() -> None:
@@ -80,3 +104,88 @@ def test_inbound_envelopes_are_handled_once_in_order() -> None:
     assert order.check(2) is Verdict.DUPLICATE and order.check(3) is Verdict.DUPLICATE
     assert order.check(4) is Verdict.HANDLE
     assert order.check(6) is Verdict.GAP and order.handled == 4
+
+
+def test_a_resume_from_before_an_acknowledged_seq_replays_what_is_kept() -> None:
+    out = log()
+    for f in "abcd":
+        out.append(f)
+    out.ack(2)
+    replay = out.resume(1)
+    assert replay.frames == ((3, "c"), (4, "d")) and replay.first_seq == 3
+
+
+def test_unknown_still_gives_what_is_kept_from_its_oldest() -> None:
+    out = log()
+    for f in "abc":
+        out.append(f)
+    out.ack(1)
+    replay = out.resume(9)
+    assert not replay.ok and replay.reason is ResumeRefusal.UNKNOWN
+    assert replay.first_seq == 2 and replay.frames == ((2, "b"), (3, "c"))
+    assert out.acked == 1  # a count that is not ours acknowledges nothing
+
+
+def test_restart_numbers_what_is_kept_from_one_and_forgets_the_gaps() -> None:
+    out = log(max_frames=2)
+    out.append("a")
+    out.append("b")
+    assert out.append("c") is None
+    out.ack(1)
+    out.restart()
+    assert out.after(0) == [(1, "b")] and out.next_seq == 2 and out.lost_upto == 0
+    assert out.append("d") == 2 and out.resume(0).ok
+
+
+def test_a_duplicate_does_not_move_the_count_and_a_gap_is_refused() -> None:
+    order = InboundOrder(5)
+    assert order.check(5) is Verdict.DUPLICATE
+    assert order.check(7) is Verdict.GAP
+    assert order.check(6) is Verdict.HANDLE and order.handled == 6
+
+
+def test_the_protocol_frames_are_read_strictly() -> None:
+    assert read_resume('{"type":"wsroom.resume","payload":{"last_seq":12}}') == 12
+    for text in (
+        '{"type":"wsroom.resume","payload":{"last_seq":-1}}',
+        '{"type":"wsroom.resume","payload":{"last_seq":true}}',
+        '{"type":"wsroom.resume"}',
+        '{"type":"chat","payload":{"last_seq":1}}',
+        "not json",
+    ):
+        assert read_resume(text) is None, text
+    assert read_numbered('{"type":"wsroom.ack","payload":{"seq":3}}') == Ack(3)
+    item = read_numbered('{"type":"chat","payload":1,"cseq":4}')
+    assert isinstance(item, Numbered) and item.cseq == 4
+    assert item.envelope == Envelope("chat", 1)
+    bad = read_numbered('{"type":"","cseq":5}')  # counted, but no envelope
+    assert isinstance(bad, Numbered) and isinstance(bad.envelope, BadEnvelope)
+    for text, where in (
+        ('{"type":"chat"}', "$.cseq"),
+        ('{"type":"chat","cseq":0}', "$.cseq"),
+        ('{"type":"wsroom.ack","payload":{"seq":"3"}}', "$.payload"),
+        ('{"type":"wsroom.resume","payload":{"last_seq":1}}', "$.type"),
+    ):
+        with pytest.raises(BadEnvelope, match=re.escape(where)):
+            read_numbered(text)
+
+
+def test_the_seq_is_spliced_into_the_shared_frame() -> None:
+    for pad in (0, 100, 70_000):
+        frame = frame_of(Envelope("t", {"x": "y" * pad}))
+        stamped = numbered(frame, 42)
+        assert json.loads(stamped.text) == {"type": "t", "payload": {"x": "y" * pad}, "seq": 42}
+        assert stamped.wire == OutFrame(stamped.text).wire and stamped.seq == 42
+    assert frame.wire == OutFrame(frame.text).wire  # the shared frame is untouched
+
+
+def test_the_resumed_answer_says_what_the_hub_has_of_the_client() -> None:
+    ok = json.loads(resumed_frame(Replay(True, first_seq=5), 7).text)
+    assert ok == {"type": "wsroom.resumed", "payload": {"ok": True, "cseq": 7}}
+    refusal = Replay(False, reason=ResumeRefusal.EXPIRED, first_seq=1)
+    assert json.loads(resumed_frame(refusal, 0).text)["payload"] == {
+        "ok": False,
+        "reason": "expired",
+        "first_seq": 1,
+        "cseq": 0,
+    }

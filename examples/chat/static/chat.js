@@ -263,6 +263,17 @@ function showState({ state, delay, code, refused, status, reason }) {
   banner.hidden = !note;
 }
 
+/** A notice where messages may be missing: what the history still has is fetched after it. */
+function showGap() {
+  const li = document.createElement("li");
+  li.className = "notice gap";
+  li.dataset.seq = String(log.maxSeq + 0.5); // after what we have, before what comes
+  li.textContent = "Some messages could not be delivered while you were away; catching up from the history.";
+  const list = $("messages");
+  list.append(li);
+  list.scrollTop = list.scrollHeight;
+}
+
 // -- start ------------------------------------------------------------------------------------
 async function main() {
   $("room-name").textContent = `#${room}`;
@@ -285,8 +296,11 @@ async function main() {
   log.load(`wsroom-chat-log:${room}:${sid}`);
   for (const e of [...log.entries.values()].sort((a, b) => a.seq - b.seq)) render(e);
 
+  // resume: every message reaches the server once and every one it sends reaches this page once,
+  // across drops inside the grace period; what the server could not keep is reported (onGap).
   const conn = connect(
     `/ws/${encodeURIComponent(room)}?name=${encodeURIComponent(name)}&sid=${encodeURIComponent(sid)}`,
+    { resume: true },
   );
   window.chat = { conn, log, room, me: sid }; // for tests and curious people
 
@@ -296,9 +310,10 @@ async function main() {
     if (event.state === "closed" || event.state === "error") failPending();
     if (event.state === "open") {
       // A message written to a socket that then died may never have arrived: send it again
-      // (the server drops a copy it already has, by cid). Buffered ones go out by themselves.
+      // (the server drops a copy it already has, by cid). Buffered ones go out by themselves,
+      // and with resume (conn.numbered) the connection sends again what was not acknowledged.
       for (const [cid, item] of pending) {
-        if (item.written && wasOpen) conn.send("say", { text: item.text, cid });
+        if (item.written && wasOpen && !conn.numbered) conn.send("say", { text: item.text, cid });
         item.written = true;
       }
       wasOpen = true;
@@ -330,6 +345,12 @@ async function main() {
     if (list.version < presenceVersion) return;
     presenceVersion = list.version;
     renderPresence(list.people);
+  });
+  conn.onGap(() => {
+    // The server could not keep everything sent while we were away (its queue filled, or the
+    // grace period ran out): say so, and fetch what we missed from the history.
+    showGap();
+    conn.send("sync", { after: log.maxSeq });
   });
 
   $("composer").addEventListener("submit", (e) => {
