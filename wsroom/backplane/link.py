@@ -36,7 +36,10 @@ logger = logging.getLogger("wsroom.backplane")
 
 _READ_BLOCK_MS = 1000
 _READ_COUNT = 512
-_TICK = 0.2
+_IDLE_TICK = 1.0
+"""Seconds between the keeper's rounds when no grace period ends sooner (an idle process costs
+Redis about three calls a second: a beat, an expiry check, the handed events)."""
+_MIN_TICK = 0.02
 
 
 class Link:
@@ -157,10 +160,12 @@ class Link:
 
     def _keep_loop(self) -> None:
         last_beat = time.monotonic()  # the first beat was __init__'s
+        wait = _IDLE_TICK
         healthy_since = last_beat
         failing = False
         while not self._stopped.is_set():
             now = time.monotonic()
+            self._kick.clear()  # before the round: a kick during it makes the next one prompt
             try:
                 if now - last_beat >= self.heartbeat_interval:
                     if self.store.heartbeat(self.proc):
@@ -176,7 +181,7 @@ class Link:
                     last_beat = now
                     if now - healthy_since >= self.dead_after:
                         self._reap_dead()
-                self._expire()
+                wait = self._expire()
                 self._handed_events()
                 if failing:
                     logger.warning("backplane keeper: connected again")
@@ -186,8 +191,7 @@ class Link:
                     logger.warning("backplane keeper: %s; retrying", exc)
                     failing = True
                 healthy_since = time.monotonic()
-            self._kick.clear()
-            self._kick.wait(_TICK)
+            self._kick.wait(min(wait, self.heartbeat_interval))
 
     def _declared_dead(self) -> None:
         # The others took this process for dead (it stalled longer than dead_after): its members
@@ -201,12 +205,19 @@ class Link:
         self._commands.put(("evict", RoomID(""), None, ""))
         self._wake()
 
-    def _expire(self) -> None:
+    def _expire(self) -> float:
+        """Run the due grace expiries; answer the seconds until the next one (at most
+        ``_IDLE_TICK``: another process may add an earlier one, and ``note_deadline`` wakes
+        the keeper only for this process's own)."""
         answer = self.store.expire()
         for room, pid, code, reason in answer["leaves"]:
             expired = GraceExpired()
             expired.__cause__ = Disconnected(int(code), str(reason))
             spawn_hook("on_leave", self.hooks.on_leave, RoomID(room), ParticipantID(pid), expired)
+        nxt = answer.get("next")
+        if nxt is None:
+            return _IDLE_TICK
+        return min(max((float(nxt) - float(answer["now"])) / 1000, _MIN_TICK), _IDLE_TICK)
 
     def _reap_dead(self) -> None:
         answer = self.store.reap_dead(self.dead_after, self.proc)
