@@ -54,23 +54,12 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=F
 
 def decode(text: str | bytes) -> Envelope:
     """Parse one inbound frame; raise ``BadEnvelope`` saying where and why it is wrong."""
-    try:
-        obj = _loads(text if isinstance(text, str) else text.decode())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadEnvelope(f"invalid JSON: {exc} @ $") from None
-    except RecursionError:
-        raise BadEnvelope("invalid JSON: nested too deeply @ $") from None
-    if not isinstance(obj, dict):
-        raise BadEnvelope(f"expected a JSON object, got {_json_kind(obj)} @ $")
-    try:
-        envelope = _converter.structure(obj, Envelope)
-    except cattrs.ClassValidationError as exc:
-        raise BadEnvelope("; ".join(cattrs.transform_error(exc, path="$"))) from None
-    if not envelope.type:
-        raise BadEnvelope("type must not be empty @ $.type")
-    if envelope.type.startswith(RESERVED_PREFIX):
-        raise BadEnvelope(f"type {envelope.type!r} is reserved for the hub @ $.type")
-    return envelope
+    if not isinstance(text, str):
+        try:
+            text = text.decode()
+        except UnicodeDecodeError as exc:
+            raise BadEnvelope(f"invalid JSON: {exc} @ $") from None
+    return envelope_of(decode_object(text))
 
 
 def decode_object(text: str) -> dict[str, Any]:
