@@ -585,6 +585,8 @@ def _fan_figures(r: dict[str, Any]) -> dict[str, Any]:
     for ph, d in (("fast", fast), ("paced", paced)):
         for k in ("p50_ms", "p99_ms", "max_ms"):
             m[f"{ph}_{k}"] = d.get(k)
+        if d.get("acks") is not None and d.get("delivered"):
+            m[f"{ph}_acks_per_delivery"] = d["acks"] / d["delivered"]
         a, b = cpu.get(f"{ph}-start"), cpu.get(f"{ph}-end")
         if a is not None and b is not None and d.get("delivered"):
             m[f"{ph}_cpu_us"] = (b - a) / d["delivered"] * 1e6
@@ -648,11 +650,13 @@ R_ROWS: list[tuple[str, str, str]] = [
     ("cpu_each", "  each repetition (us)", "{}"),
     ("fast_p50_ms", "  latency p50 (ms)", "{:,.1f}"),
     ("fast_p99_ms", "  latency p99 (ms)", "{:,.1f}"),
+    ("fast_acks_per_delivery", "  acks from the clients per delivery", "{:.3f}"),
     ("lg_cpu", "  load generator CPU (cores)", "{:.2f}"),
     ("paced_cpu_us", "fan-out at {rate}/s: server CPU per delivery (us)", "{:,.2f}"),
     ("paced_p50_ms", "  latency p50 (ms)", "{:,.1f}"),
     ("paced_p99_ms", "  latency p99 (ms)", "{:,.1f}"),
     ("paced_max_ms", "  latency max (ms)", "{:,.1f}"),
+    ("paced_acks_per_delivery", "  acks from the clients per delivery", "{:.3f}"),
     ("acks", "acks sent by the clients (both runs)", "{:,.0f}"),
     ("missing", "missing deliveries (both runs)", "{:,.0f}"),
     ("out_of_order", "out-of-order deliveries (both runs)", "{:,.0f}"),
@@ -1071,6 +1075,7 @@ def backplane_tables(ms: dict[str, Any], p: dict[str, Any]) -> str:
         ("paced_p50_ms", f"fan-out at {p['rate']}/s: latency p50 (ms)", "{:,.1f}"),
         ("paced_p99_ms", "  latency p99 (ms)", "{:,.1f}"),
         ("paced_max_ms", "  latency max (ms)", "{:,.1f}"),
+    ("paced_acks_per_delivery", "  acks from the clients per delivery", "{:.3f}"),
         ("redis_us_per_bcast_paced", "  Redis CPU per broadcast (us)", "{:,.0f}"),
         ("cmds_paced", "  Redis commands per broadcast", "{:,.1f}"),
         ("evalsha_paced", "    of which EVALSHA", "{:,.2f}"),

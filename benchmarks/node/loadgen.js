@@ -324,12 +324,16 @@ async function fanout() {
     await sampleRss('fast-start');
   }
   stream = new Stream(clients.length, count);
+  let acks = resumeStats.acks;
   out.fast = await runStream(sender, stream, 0, size, 60000);
+  if (RESUME) out.fast.acks = resumeStats.acks - acks; // up to the last delivery
   if (marks) await sampleRss('fast-end');
   await sleep(1000);
   stream = new Stream(clients.length, num('paced-count', count));
   if (marks) await sampleRss('paced-start');
+  acks = resumeStats.acks;
   out.paced = await runStream(sender, stream, 1000 / rate, size, 60000);
+  if (RESUME) out.paced.acks = resumeStats.acks - acks;
   if (marks) await sampleRss('paced-end');
   out.closed = closedCodes([...clients, sender]);
   if (RESUME) out.resume = { ...resumeStats };
