@@ -684,8 +684,10 @@ def resume_table(ms: dict[str, Any], p: dict[str, Any]) -> str:
         if a is None and b is None:
             continue
         label = label.replace("{rate}", str(p["rate"])).replace("{unacked}", str(p["r_unacked"]))
+        # A ratio against a figure about 0 (plain members keep nothing) means nothing.
         rows.append([label, fmt(a, spec), fmt(b, spec),
-                     ratio(b, a) if spec != "{}" and _positive(a, b) else "-"])
+                     ratio(b, a) if spec != "{}" and _positive(a, b)
+                     and key not in ("mem_extra_kb", "other_load", "steal") else "-"])
     title = (f"R resume mode (wsroom), {p['members']:,} members x {p['count']} broadcasts; "
              f"memory: {p['r_mem_members']:,} members")
     return _grid([title, "plain clients", "resume clients", "resume / plain"], rows)
