@@ -252,10 +252,13 @@ class Group:
     """``n`` processes of one server (each its own process on the servers' core), on a Redis
     of the run's own when ``with_redis``: what the load generator spreads its clients over."""
 
-    def __init__(self, server: Server, n: int, logdir: Path, with_redis: bool) -> None:
+    def __init__(
+        self, server: Server, n: int, logdir: Path, with_redis: bool, args: tuple[str, ...] = ()
+    ) -> None:
         self.server = server
         self.redis = RedisProc(logdir) if with_redis else None
         extra = ("--redis", self.redis.url) if self.redis is not None else ()
+        extra += args
         self.members: list[RunningServer] = []
         try:
             for _ in range(n):
@@ -429,6 +432,9 @@ def profile(quick: bool, args: argparse.Namespace) -> dict[str, Any]:
     if args.h_seconds is not None:
         p["h_seconds"] = args.h_seconds
     p["h_reference"] = not args.no_h_reference
+    # R: resume mode against plain (issue 10): A's fan-out, repeated; the memory run.
+    p.update(r_repeat=args.r_repeat if args.r_repeat is not None else (1 if quick else 2),
+             r_mem_members=200 if quick else 1000, r_unacked=64, r_max_queued=args.r_max_queued)
     return p
 
 
@@ -527,6 +533,199 @@ def run_scenarios(
             )
         finally:
             srv.stop()
+    return out
+
+
+# -- resume without loss (issue 10): R ----------------------------------------------------------
+
+
+def run_resume(
+    node: str, p: dict[str, Any], logdir: Path, max_queued: int
+) -> dict[str, Any]:
+    """Scenario R, wsroom only: scenario A's fan-out with plain clients and with resume clients
+    (``--resume``: wsroom.resume.1, acknowledged as wsroom.js does), each ``r_repeat`` times,
+    interleaved (plain, resume, plain, ...) so that a burst of other work on the machine falls
+    on both; then the memory run (``unacked``), plain and resume members that never acknowledge.
+    Every run is a fresh server, with ``max_queued_per_conn`` = ``max_queued``."""
+    server = servers(node)[0]
+    assert server.key == "wsroom"
+    extra = ("--max-queued", str(max_queued))
+    out: dict[str, Any] = {"max_queued": max_queued}
+
+    def run(key: str, scenario: str, timeout: float, **opts: Any) -> None:
+        # A group of one: its CPU is taken at nanosecond resolution (schedstat), not in ticks.
+        srv = Group(server, 1, logdir, False, extra)
+        try:
+            out[key] = loadgen(node, srv, scenario, timeout, **opts)
+        finally:
+            srv.stop()
+
+    fan = {"members": p["members"], "count": p["count"], "rate": p["rate"], "size": p["size"],
+           "marks": True, "idle-seconds": 1}
+    for i in range(p["r_repeat"]):
+        for mode in ("plain", "resume"):
+            print(f"  wsroom: R fan-out, {mode} clients ({i + 1}/{p['r_repeat']})", flush=True)
+            run(f"fan-{mode}-{i}", "fanout", 300, resume=mode == "resume", **fan)
+    mem = {"members": p["r_mem_members"], "count": p["r_unacked"], "rate": p["rate"],
+           "size": p["size"]}
+    for mode in ("plain", "resume"):
+        print(f"  wsroom: R memory, {mode} members, {p['r_unacked']} envelopes not acknowledged",
+              flush=True)
+        run(f"mem-{mode}", "unacked", 300, resume=mode == "resume", **{"no-ack": True}, **mem)
+    return out
+
+
+def _fan_figures(r: dict[str, Any]) -> dict[str, Any]:
+    """One R fan-out run: deliveries/s, server CPU per delivery (fast and paced), latency, and
+    what the resume checks found."""
+    m: dict[str, Any] = {}
+    fast, paced = r.get("fast") or {}, r.get("paced") or {}
+    cpu = r.get("server_cpu_s") or {}
+    m["dps"] = fast.get("deliveries_per_s")
+    for ph, d in (("fast", fast), ("paced", paced)):
+        for k in ("p50_ms", "p99_ms", "max_ms"):
+            m[f"{ph}_{k}"] = d.get(k)
+        if d.get("acks") is not None and d.get("delivered"):
+            m[f"{ph}_acks_per_delivery"] = d["acks"] / d["delivered"]
+        a, b = cpu.get(f"{ph}-start"), cpu.get(f"{ph}-end")
+        if a is not None and b is not None and d.get("delivered"):
+            m[f"{ph}_cpu_us"] = (b - a) / d["delivered"] * 1e6
+    m["missing"] = (fast.get("missing") or 0) + (paced.get("missing") or 0) if fast and paced \
+        else None
+    m["out_of_order"] = ((fast.get("out_of_order") or 0) + (paced.get("out_of_order") or 0)
+                         if fast and paced else None)
+    res = r.get("resume") or {}
+    m["numbered_clients"] = res.get("numbered_clients")
+    m["seq_gaps"] = res.get("seq_gaps")
+    m["seq_repeats"] = res.get("seq_repeats")
+    m["acks"] = res.get("acks")
+    closed = r.get("closed")
+    m["closed"] = sum(closed.values()) if isinstance(closed, dict) else None
+    m["closed_codes"] = closed
+    m["lg_cpu"] = fast.get("loadgen_cpu")
+    m["other_load"], m["steal"] = r.get("other_load"), r.get("steal")
+    return m
+
+
+def resume_metrics(raw: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+    """R's figures by mode ("plain", "resume"): of the fan-out repetitions the one with the
+    lowest fast-phase CPU per delivery (the least disturbed), each repetition's CPU per delivery,
+    and the memory run's RSS per connection."""
+    ms: dict[str, Any] = {}
+    for mode in ("plain", "resume"):
+        runs = [raw[k] for k in sorted(raw) if k.startswith(f"fan-{mode}-")]
+        figs = [_fan_figures(r) for r in runs if isinstance(r, dict) and "error" not in r]
+        m: dict[str, Any] = {}
+        if figs:
+            m = min(figs, key=lambda f: f.get("fast_cpu_us") or math.inf)
+            m["cpu_each"] = " ".join(fmt(f.get("fast_cpu_us"), "{:.2f}") for f in figs)
+            m["dps_each"] = " ".join(fmt(f.get("dps"), "{:,.0f}") for f in figs)
+        mem = raw.get(f"mem-{mode}")
+        if isinstance(mem, dict) and "error" not in mem:
+            rss, n = mem.get("server_rss_kb") or {}, mem.get("members")
+            if n and "base" in rss:
+                for label in ("idle", "unacked", "acked"):
+                    if label in rss:
+                        m[f"mem_{label}_kb"] = (rss[label] - rss["base"]) / n
+                if "idle" in rss and "unacked" in rss:
+                    m["mem_extra_kb"] = (rss["unacked"] - rss["idle"]) / n
+            stream = mem.get("stream") or {}
+            m["mem_missing"] = stream.get("missing")
+            closed = mem.get("closed_unacked")
+            m["mem_closed"] = sum(closed.values()) if isinstance(closed, dict) else None
+            m["mem_closed_codes"] = closed
+            res = mem.get("resume") or {}
+            m["mem_numbered"] = res.get("numbered")
+            m["mem_gaps"] = res.get("seq_gaps")
+            m["mem_members"] = n
+        ms[mode] = m
+    return ms
+
+
+R_ROWS: list[tuple[str, str, str]] = [
+    ("numbered_clients", "clients on wsroom.resume.1", "{:,.0f}"),
+    ("dps", "fan-out, as fast as possible: deliveries/s", "{:,.0f}"),
+    ("dps_each", "  each repetition", "{}"),
+    ("fast_cpu_us", "  server CPU per delivery (us)", "{:,.2f}"),
+    ("cpu_each", "  each repetition (us)", "{}"),
+    ("fast_p50_ms", "  latency p50 (ms)", "{:,.1f}"),
+    ("fast_p99_ms", "  latency p99 (ms)", "{:,.1f}"),
+    ("fast_acks_per_delivery", "  acks from the clients per delivery", "{:.3f}"),
+    ("lg_cpu", "  load generator CPU (cores)", "{:.2f}"),
+    ("paced_cpu_us", "fan-out at {rate}/s: server CPU per delivery (us)", "{:,.2f}"),
+    ("paced_p50_ms", "  latency p50 (ms)", "{:,.1f}"),
+    ("paced_p99_ms", "  latency p99 (ms)", "{:,.1f}"),
+    ("paced_max_ms", "  latency max (ms)", "{:,.1f}"),
+    ("paced_acks_per_delivery", "  acks from the clients per delivery", "{:.3f}"),
+    ("acks", "acks sent by the clients (both runs)", "{:,.0f}"),
+    ("missing", "missing deliveries (both runs)", "{:,.0f}"),
+    ("out_of_order", "out-of-order deliveries (both runs)", "{:,.0f}"),
+    ("seq_gaps", "seq gaps (envelopes skipped in the numbering)", "{:,.0f}"),
+    ("seq_repeats", "seq repeated", "{:,.0f}"),
+    ("closed", "clients closed by the server", "{:,.0f}"),
+    ("mem_idle_kb", "memory: RSS per member, idle (KB)", "{:,.1f}"),
+    ("mem_unacked_kb", "  with {unacked} envelopes not acknowledged (KB)", "{:,.1f}"),
+    ("mem_extra_kb", "  of which the {unacked} envelopes (KB)", "{:,.1f}"),
+    ("mem_acked_kb", "  once all are acknowledged (KB)", "{:,.1f}"),
+    ("mem_missing", "  missing deliveries", "{:,.0f}"),
+    ("mem_closed", "  members closed by the server", "{:,.0f}"),
+    ("other_load", "other processes' CPU, fan-out (cores)", "{:.2f}"),
+    ("steal", "CPU stolen by the hypervisor, fan-out (cores)", "{:.2f}"),
+]
+
+
+def resume_table(ms: dict[str, Any], p: dict[str, Any]) -> str:
+    if not ms.get("plain") and not ms.get("resume"):
+        return ""
+    pl, rs = ms.get("plain", {}), ms.get("resume", {})
+    rows = []
+    for key, label, spec in R_ROWS:
+        a, b = pl.get(key), rs.get(key)
+        if a is None and b is None:
+            continue
+        label = label.replace("{rate}", str(p["rate"])).replace("{unacked}", str(p["r_unacked"]))
+        # A ratio against a figure about 0 (plain members keep nothing) means nothing.
+        rows.append([label, fmt(a, spec), fmt(b, spec),
+                     ratio(b, a) if spec != "{}" and _positive(a, b)
+                     and key not in ("mem_extra_kb", "other_load", "steal") else "-"])
+    title = (f"R resume mode (wsroom), {p['members']:,} members x {p['count']} broadcasts; "
+             f"memory: {p['r_mem_members']:,} members")
+    return _grid([title, "plain clients", "resume clients", "resume / plain"], rows)
+
+
+def resume_targets(ms: dict[str, Any], p: dict[str, Any]) -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
+
+    def check(name: str, ok: bool | None, measured: str) -> None:
+        out.append((name, measured, "not measured" if ok is None else ("MET" if ok else "MISSED")))
+
+    def num(*xs: Any) -> bool:
+        return all(isinstance(x, (int, float)) for x in xs)
+
+    pl, rs = ms.get("plain", {}), ms.get("resume", {})
+    a, b = rs.get("dps"), pl.get("dps")
+    check("R fan-out deliveries/s: resume within 1.3x of plain (issue 10)",
+          (a * 1.3 >= b) if num(a, b) else None,
+          f"{fmt(a, '{:,.0f}')} vs {fmt(b, '{:,.0f}')} ({ratio(b, a, 3)} slower)")
+    a, b = rs.get("fast_cpu_us"), pl.get("fast_cpu_us")
+    check("R server CPU per delivery: resume within 1.3x of plain (issue 10)",
+          (a <= 1.3 * b) if num(a, b) else None,
+          f"{fmt(a, '{:.2f}')} vs {fmt(b, '{:.2f}')} us ({ratio(a, b, 3)})")
+    n = rs.get("numbered_clients")
+    want = p["members"] + 1
+    bad = [rs.get(k) for k in ("missing", "out_of_order", "seq_gaps", "seq_repeats", "closed")]
+    check("R resume: every client numbered; seq contiguous, nothing missing or out of order, "
+          "none closed",
+          (n == want and all(x == 0 for x in bad)) if num(n, *bad) else None,
+          f"{fmt(n, '{}')}/{want} numbered, {fmt(bad[0], '{}')} missing, "
+          f"{fmt(bad[1], '{}')} out of order, {fmt(bad[2], '{}')} gaps, "
+          f"{fmt(bad[3], '{}')} repeats, {fmt(bad[4], '{}')} closed")
+    a, b = rs.get("mem_unacked_kb"), pl.get("mem_unacked_kb")
+    closed, missing = rs.get("mem_closed"), rs.get("mem_missing")
+    check(f"R memory with {p['r_unacked']} unacknowledged: reported; none closed or missing",
+          (closed == 0 and missing == 0) if num(closed, missing) else None,
+          f"{fmt(a, '{:.1f}')} vs {fmt(b, '{:.1f}')} KB per member ({ratio(a, b)}), "
+          f"{fmt(closed, '{}')} closed, {fmt(missing, '{}')} missing")
     return out
 
 
@@ -878,6 +1077,7 @@ def backplane_tables(ms: dict[str, Any], p: dict[str, Any]) -> str:
         ("paced_p50_ms", f"fan-out at {p['rate']}/s: latency p50 (ms)", "{:,.1f}"),
         ("paced_p99_ms", "  latency p99 (ms)", "{:,.1f}"),
         ("paced_max_ms", "  latency max (ms)", "{:,.1f}"),
+    ("paced_acks_per_delivery", "  acks from the clients per delivery", "{:.3f}"),
         ("redis_us_per_bcast_paced", "  Redis CPU per broadcast (us)", "{:,.0f}"),
         ("cmds_paced", "  Redis commands per broadcast", "{:,.1f}"),
         ("evalsha_paced", "    of which EVALSHA", "{:,.2f}"),
@@ -1341,8 +1541,8 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a fast smoke run with small numbers")
     parser.add_argument("--only", default="", help="servers to run: wsroom,floor,pysio,nodesio")
-    parser.add_argument("--scenarios", default="A,B,C,D,E,F,G,H",
-                        help="scenarios to run (default A,B,C,D,E,F,G,H)")
+    parser.add_argument("--scenarios", default="A,B,C,D,E,F,G,H,R",
+                        help="scenarios to run (default A,B,C,D,E,F,G,H,R)")
     parser.add_argument("--h-rooms", type=int, default=None,
                         help="scenario H's rooms of 100 (default 100: 10,000 connections)")
     parser.add_argument("--h-seconds", type=float, default=None,
@@ -1367,6 +1567,12 @@ def main() -> int:
                              "every sample stops the server for a few ms; 100 without)")
     parser.add_argument("--py-spy-python-only", action="store_true",
                         help="Python frames only, sampled without stopping the server")
+    parser.add_argument("--r-repeat", type=int, default=None,
+                        help="scenario R's fan-out runs per mode, interleaved (default 2; "
+                             "quick 1); the least disturbed is reported")
+    parser.add_argument("--r-max-queued", type=int, default=64,
+                        help="scenario R's max_queued_per_conn, also a resume member's bound on "
+                             "unacknowledged envelopes (default 64, the README's configuration)")
     parser.add_argument("--json", default=str(HERE / "results" / "last.json"),
                         help="where to write the raw results")
     args = parser.parse_args()
@@ -1405,10 +1611,16 @@ def main() -> int:
             print("backplane scenarios (wsroom processes and Redis on core "
                   f"{SERVER_CORE}, load generator on core {LOADGEN_CORE})", flush=True)
             bp_raw = run_backplane(node, scen, p, logdir, not only or "pysio" in only)
+    r_raw: dict[str, Any] = {}
+    if "R" in scen and (not only or "wsroom" in only):
+        print(f"resume mode against plain (wsroom, max_queued_per_conn {p['r_max_queued']})",
+              flush=True)
+        r_raw = run_resume(node, p, logdir, p["r_max_queued"])
     elapsed = time.monotonic() - started
 
     ms = {k: metrics(v, p) for k, v in raw.items()}
     bp_ms = backplane_metrics(bp_raw, p)
+    r_ms = resume_metrics(r_raw, p) if r_raw else {}
     order = [s.key for s in chosen]
     titles = {s.key: s.title for s in all_servers}
     checks = {k: _get(v, "check", "ok") for k, v in raw.items() if "check" in v}
@@ -1426,7 +1638,9 @@ def main() -> int:
         f"F {p['f_members']:,} (and {p['f_small']:,}) members x {p['f_count']} broadcasts, then "
         f"{p['f_paced_count']} at {p['rate']}/s; G {p['g_pairs']} clients/pairs x "
         f"{p['g_seconds']:g} s; H {p['h_rooms']} rooms x {p['h_room_size']} over "
-        f"{p['h_procs']} processes, {p['h_rate']}/s for {p['h_seconds']:g} s",
+        f"{p['h_procs']} processes, {p['h_rate']}/s for {p['h_seconds']:g} s; R A's fan-out "
+        f"with plain and with resume clients (x{p['r_repeat']} each), {p['r_mem_members']:,} "
+        f"members x {p['r_unacked']} envelopes not acknowledged",
         f"machine: {machine()}; servers (and Redis) on core {SERVER_CORE}, "
         f"load generator on core {LOADGEN_CORE}",
     ]
@@ -1438,6 +1652,18 @@ def main() -> int:
         bp_targets = backplane_targets(bp_ms, p)
         if bp_targets:
             report += ["", targets_table(bp_targets)]
+    if r_ms:
+        for key, r in r_raw.items():
+            if isinstance(r, dict) and r.get("error"):
+                report += ["", f"! R {key}: {str(r['error'])[:300]}"]
+        report += ["", resume_table(r_ms, p), "", targets_table(resume_targets(r_ms, p))]
+        if p["r_max_queued"] != 64:
+            report.append(f"note: R ran with max_queued_per_conn {p['r_max_queued']} "
+                          "(--r-max-queued), not the README's 64.")
+        lg = [k for k, m in r_ms.items() if (m.get("lg_cpu") or 0) >= 0.9]
+        if lg:
+            report.append("note: the load generator used >= 0.9 of its core in R's fast fan-out "
+                          f"with {' and '.join(lg)} clients: those deliveries/s are a lower bound.")
     if checks:
         report.append("")
         report.append("socket.io-client check (join, bcast, echo): "
@@ -1464,7 +1690,8 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"profile": p, "machine": machine(), "seconds": elapsed,
                                "raw": raw, "metrics": ms, "backplane_raw": bp_raw,
-                               "backplane_metrics": bp_ms}, indent=1))
+                               "backplane_metrics": bp_ms, "resume_raw": r_raw,
+                               "resume_metrics": r_ms}, indent=1))
     out.with_suffix(".md").write_text(text.strip() + "\n")
     shutil.rmtree(logdir, ignore_errors=True)
     return 0

@@ -1,7 +1,8 @@
 // The load generator: many WebSocket clients in one Node process (pinned to its own core by
 // run.py), driving one scenario against one server and printing one JSON result.
 //
-//   node loadgen.js --proto plain|sio --port N --scenario fanout|idle|echo|stall|rooms|relay [options]
+//   node loadgen.js --proto plain|sio --port N --scenario fanout|idle|echo|stall|rooms|relay|unacked [options]
+//       [--resume [--no-ack]]  (scenario R: resume without loss, wsroom only)
 //
 // `--ports A,B,...` spreads the clients over several server processes (the backplane scenarios
 // F, G, H): client id i connects to ports[i % ports.length] (the relay scenario places its own).
@@ -36,6 +37,22 @@ const PORT = num('port', 8080);
 const PORTS = args.ports ? String(args.ports).split(',').map(Number) : [PORT];
 let portOf = (id) => PORTS[id % PORTS.length];
 const SCENARIO = args.scenario || 'fanout';
+
+// --resume (scenario R, wsroom only): every client offers the subprotocol of resume without
+// loss (contract §7) as wsroom.js does (wsroom.resume.1, then wsroom.plain.1), starts afresh
+// with an ack of nothing as its first frame, numbers what it sends (cseq), checks that the
+// numbered envelopes it gets are contiguous, and acknowledges cumulatively with wsroom.js's
+// defaults: after ACK_EVERY envelopes at the latest, or ACK_DELAY ms after the first one not
+// acknowledged. --no-ack: never acknowledges past the first frame (R's memory run).
+const RESUME = Boolean(args.resume);
+const RESUME_PROTOCOL = 'wsroom.resume.1';
+const PLAIN_PROTOCOL = 'wsroom.plain.1';
+const ACK_EVERY = num('ack-every', 16); // wsroom.js: ackEvery
+const ACK_DELAY = num('ack-delay', 50); // wsroom.js: ackDelay (ms)
+const NO_ACK = Boolean(args['no-ack']);
+// Every client's resume figures, summed: how many took the resume subprotocol, numbered
+// envelopes received, seq gaps (envelopes skipped) and repeats, acks sent.
+const resumeStats = { numbered_clients: 0, numbered: 0, seq_gaps: 0, seq_repeats: 0, acks: 0, hub_acks: 0 };
 
 const now = () => performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -73,7 +90,24 @@ class Client {
       this._resolve = resolve;
       this._reject = reject;
     });
-    this.ws = new WebSocket(url, WS_OPTS);
+    // Resume without loss (contract §7): where the numbered stream stands.
+    this.numbered = false;
+    this.received = 0; // the last seq received
+    this.ackSent = 0;
+    this.ackTimer = null;
+    this.nextCseq = 1;
+    this.ws = RESUME && PROTO === 'plain'
+      ? new WebSocket(url, [RESUME_PROTOCOL, PLAIN_PROTOCOL], WS_OPTS)
+      : new WebSocket(url, WS_OPTS);
+    if (RESUME && PROTO === 'plain') {
+      this.ws.on('open', () => {
+        if (this.ws.protocol !== RESUME_PROTOCOL) return; // the hub chose plain: counted below
+        this.numbered = true;
+        resumeStats.numbered_clients++;
+        // wsroom.js's first frame on a first connection: a fresh start, an ack of nothing.
+        this.ws.send('{"type":"wsroom.ack","payload":{"seq":0}}');
+      });
+    }
     this.ws.on('message', (data) => this._message(data.toString()));
     this.ws.on('error', (e) => { if (!this.joined) this._reject(e); });
     this.ws.on('close', (code) => {
@@ -85,6 +119,7 @@ class Client {
   _message(s) {
     if (PROTO === 'plain') {
       const env = JSON.parse(s);
+      if (this.numbered && !this._numbered(env)) return;
       this._event(env.type, env.payload);
       return;
     }
@@ -105,6 +140,32 @@ class Client {
     }
   }
 
+  // One envelope of a numbered connection, as wsroom.js's _numberedFrame: false for the
+  // protocol's own frames and repeats (not delivered), true to deliver.
+  _numbered(env) {
+    if (env.type === 'wsroom.ack') { resumeStats.hub_acks++; return false; }
+    if (env.type === 'wsroom.resumed') return false;
+    const seq = env.seq;
+    if (!Number.isInteger(seq)) return true; // the connection's own (on_join's `joined`)
+    if (seq <= this.received) { resumeStats.seq_repeats++; return false; }
+    if (seq > this.received + 1) resumeStats.seq_gaps += seq - this.received - 1;
+    this.received = seq;
+    resumeStats.numbered++;
+    if (NO_ACK) return true;
+    if (this.received - this.ackSent >= ACK_EVERY) this.sendAck();
+    else if (this.ackTimer === null) this.ackTimer = setTimeout(() => this.sendAck(), ACK_DELAY);
+    return true;
+  }
+
+  sendAck() {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    if (this.ws.readyState !== 1 || this.received <= this.ackSent) return;
+    this.ackSent = this.received;
+    resumeStats.acks++;
+    this.ws.send(`{"type":"wsroom.ack","payload":{"seq":${this.received}}}`);
+  }
+
   _event(type, payload) {
     if (type === 'joined') {
       this.joined = true;
@@ -116,12 +177,16 @@ class Client {
 
   send(type, payload) {
     if (PROTO === 'sio') this.ws.send('42' + JSON.stringify([type, payload]));
+    else if (this.numbered) this.ws.send(JSON.stringify({ type, payload, cseq: this.nextCseq++ }));
     else this.ws.send(JSON.stringify({ type, payload }));
   }
 
   stall() { this.ws._socket.pause(); }
 
-  close() { try { this.ws.terminate(); } catch (e) { /* already gone */ } }
+  close() {
+    clearTimeout(this.ackTimer);
+    try { this.ws.terminate(); } catch (e) { /* already gone */ }
+  }
 }
 
 // Open `n` clients, `parallel` handshakes at a time; ids from `base`; client i joins roomOf(i)
@@ -259,13 +324,63 @@ async function fanout() {
     await sampleRss('fast-start');
   }
   stream = new Stream(clients.length, count);
+  let acks = resumeStats.acks;
   out.fast = await runStream(sender, stream, 0, size, 60000);
+  if (RESUME) out.fast.acks = resumeStats.acks - acks; // up to the last delivery
   if (marks) await sampleRss('fast-end');
   await sleep(1000);
   stream = new Stream(clients.length, num('paced-count', count));
   if (marks) await sampleRss('paced-start');
+  acks = resumeStats.acks;
   out.paced = await runStream(sender, stream, 1000 / rate, size, 60000);
+  if (RESUME) out.paced.acks = resumeStats.acks - acks;
   if (marks) await sampleRss('paced-end');
+  out.closed = closedCodes([...clients, sender]);
+  if (RESUME) out.resume = { ...resumeStats };
+  return out;
+}
+
+// The clients the server closed (or that dropped), by close code: {} when none.
+function closedCodes(clients) {
+  const codes = {};
+  for (const c of clients) if (c.closeCode !== null) codes[c.closeCode] = (codes[c.closeCode] || 0) + 1;
+  return codes;
+}
+
+// Scenario R's memory run: the server's RSS with `members` members idle, then once each has
+// `count` envelopes it did not acknowledge (with --resume --no-ack they all wait in the hub's
+// logs; plain members are sent the same), then (resume) once they acknowledge everything.
+// "@rss" marks: base (after `warmup` connections), idle, unacked, acked.
+async function unacked() {
+  const members = num('members', 1000);
+  const count = num('count', 64);
+  const size = num('size', 100);
+  const rate = num('rate', 20);
+  const settle = num('settle', 3) * 1000;
+  const warm = await connectMany(num('warmup', 50), 100000, () => {});
+  await sleep(1500);
+  await sampleRss('base');
+  let stream = null;
+  const onEvent = function (type, p) { if (type === 'bcast' && stream) stream.deliver(this, p); };
+  const { clients, failed } = await connectMany(members, 1, () => {});
+  for (const c of clients) c.onEvent = onEvent.bind(c);
+  const sender = (await connectMany(1, 0, () => {})).clients[0];
+  await sleep(settle);
+  await sampleRss('idle');
+  stream = new Stream(clients.length, count);
+  const out = { members: clients.length, failed, count };
+  out.stream = await runStream(sender, stream, 1000 / rate, size, 30000);
+  await sleep(settle);
+  await sampleRss('unacked');
+  out.closed_unacked = closedCodes([...clients, sender]);
+  if (RESUME) {
+    out.resume = { ...resumeStats };
+    for (const c of clients) if (c.numbered && c.ws.readyState === 1) c.ws.send(`{"type":"wsroom.ack","payload":{"seq":${c.received}}}`);
+    await sleep(settle);
+    await sampleRss('acked');
+  }
+  out.closed = closedCodes([...clients, sender]);
+  for (const c of [...clients, sender, ...warm.clients]) c.close();
   return out;
 }
 
@@ -628,7 +743,7 @@ async function check() {
   try { return await Promise.race([run, timeout]); } finally { a.close(); b.close(); }
 }
 
-const SCENARIOS = { fanout, idle, echo, stall, rooms, relay, check };
+const SCENARIOS = { fanout, idle, echo, stall, rooms, relay, check, unacked };
 
 (async () => {
   const fn = SCENARIOS[SCENARIO];

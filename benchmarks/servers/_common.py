@@ -25,6 +25,9 @@ def parse_args(description: str) -> argparse.Namespace:
     # Scenarios F, G, H: the Redis that makes several processes one hub (wsroom's backplane,
     # python-socketio's RedisManager); without it a server is on its own, as in A to E.
     parser.add_argument("--redis", default=None, metavar="URL")
+    # wsroom_server.py only: ReconnectPolicy.max_queued_per_conn, which also bounds a resume
+    # member's log of unacknowledged envelopes (scenario R may raise it; see the README).
+    parser.add_argument("--max-queued", type=int, default=64)
     return parser.parse_args()
 
 

@@ -63,7 +63,9 @@ def main() -> None:
     raise_nofile()
     hooks = BenchHooks()
     # The README's configuration: a 30 s grace period, 64 queued; outbox bounds at their defaults.
-    policy = wsroom.ReconnectPolicy(grace_period=30.0, max_queued_per_conn=64)
+    # 64 queued is also a resume member's bound on unacknowledged envelopes (contract §7):
+    # --max-queued changes it (scenario R only, and only when asked).
+    policy = wsroom.ReconnectPolicy(grace_period=30.0, max_queued_per_conn=args.max_queued)
     if args.redis:
         # The backplane's defaults (1 s heartbeat, dead after 5 s, calls give up after 8 s).
         hub = wsroom.new_hub(hooks, policy, backplane=args.redis)
