@@ -194,7 +194,7 @@ class RoomClient:
         on_gap: GapCallback | None = None,
         auto_ack: bool = True,
         ack_every: int = 16,
-        ack_delay: float = 0.05,
+        ack_delay: float = 0.5,
         max_pending: int = 1024,
     ) -> None:
         """``resume``, ``on_gap``, ``auto_ack``, ``ack_every``, ``ack_delay`` (seconds) and

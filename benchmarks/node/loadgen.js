@@ -48,7 +48,7 @@ const RESUME = Boolean(args.resume);
 const RESUME_PROTOCOL = 'wsroom.resume.1';
 const PLAIN_PROTOCOL = 'wsroom.plain.1';
 const ACK_EVERY = num('ack-every', 16); // wsroom.js: ackEvery
-const ACK_DELAY = num('ack-delay', 50); // wsroom.js: ackDelay (ms)
+const ACK_DELAY = num('ack-delay', 500); // wsroom.js: ackDelay (ms)
 const NO_ACK = Boolean(args['no-ack']);
 // Every client's resume figures, summed: how many took the resume subprotocol, numbered
 // envelopes received, seq gaps (envelopes skipped) and repeats, acks sent.

@@ -79,7 +79,8 @@ const DEFAULTS = {
   protocols: undefined,
   resume: false, // offer resume without loss (see above)
   ackEvery: 16, // resume: acknowledge after this many envelopes at the latest ...
-  ackDelay: 50, // ... or this many ms after the first one not acknowledged
+  ackDelay: 500, // ... or this many ms after the first one not acknowledged (each ack costs the
+  // hub a trip through its inbound path: under a steady stream the count should set the pace)
   shouldReconnect: (code) => !isFinalCode(code),
   WebSocket: globalThis.WebSocket,
 };
