@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import gevent
-from conftest import recv_json, wait_until
+from conftest import read_close, recv_json, wait_until
 
 import wsroom
 
@@ -99,3 +99,22 @@ def test_redis_restart_mid_stream_loses_and_repeats_nothing(pair: Any, redis_ser
     got_alice = read(alice, len(accepted_b) + len(accepted_s))
     assert [p for t, p in got_alice if t == "b"] == accepted_b
     assert [p for t, p in got_alice if t == "s"] == accepted_s
+
+
+def test_a_redis_that_lost_its_data_sends_clients_back_and_service_resumes(
+    pair: Any, redis_server: Any
+) -> None:
+    # A Redis restarted without its append-only file knows no member: the processes learn it
+    # at their next heartbeat and close their connections (1012) so the clients join again.
+    a, b = pair()
+    alice = a.join(user="alice")
+    bob = b.connect(user="bob")
+    wait_until(joined(a, "bob"))
+    redis_server.flush()
+    assert read_close(alice)[0] == 1012
+    assert read_close(bob)[0] == 1012
+    alice = a.join(user="alice")
+    bob = b.connect(user="bob")
+    wait_until(joined(a, "bob"))
+    assert a.hub.broadcast("lobby", wsroom.Envelope("again")).sent == 2
+    assert recv_json(bob)["type"] == "again"
