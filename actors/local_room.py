@@ -102,8 +102,9 @@ class LocalRoom:
 
     def broadcast_targets(self, entry: Entry, exclude: frozenset[str]) -> Iterator[LocalConn]:
         """The live connections a broadcast entry is for."""
+        # No copy of ``live``: the caller changes it only after the loop (slow consumers).
         sid = entry.sid
-        for pid, lc in list(self.live.items()):
+        for pid, lc in self.live.items():
             if lc.since < sid and pid not in exclude:
                 yield lc
 

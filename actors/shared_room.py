@@ -89,22 +89,26 @@ class SharedRoomActor(GeventActor):
     @handles(m.CompleteJoin)
     def _complete_join(self, msg: m.CompleteJoin) -> BaseException | None:
         lc = self.local.by_gen.get(msg.gen)
-        if lc is None:
+        if lc is None or not self._try_live(lc):
             return None
+        # The room was closed while on_join ran. A first join did happen and ends here (the
+        # participant runs its on_leave); a reconnect's leave was the closer's.
+        return RoomClosed() if not lc.reconnect else _AlreadyLeft()
+
+    def _try_live(self, lc: LocalConn) -> bool:
+        """Ask Redis to make ``lc`` live (or to hold it for a handover); True when its member
+        is gone (the room was closed), and ``lc`` is detached."""
         try:
-            answer = self.store.complete_join(self.room, msg.pid, msg.gen)
+            answer = self.store.complete_join(self.room, lc.pid, lc.gen)
         except BackplaneUnavailable:
-            # The member is joined in Redis's eyes as soon as it can be told; until then what
-            # is sent to it waits there.
+            # Joined in Redis's eyes as soon as it can be told; meanwhile its sends wait there.
             self._later(m.Flush(lc.pid, lc.gen))
-            return None
+            return False
         if answer.get("gone"):
-            # The room was closed while on_join ran. A first join did happen and ends here
-            # (the participant runs its on_leave); a reconnect's leave was the closer's.
-            self._detach(lc)
-            return RoomClosed() if not lc.reconnect else _AlreadyLeft()
+            self.local.detach(lc)
+            return True
         self._went_live(lc, answer)
-        return None
+        return False
 
     def _went_live(self, lc: LocalConn, answer: dict[str, Any]) -> None:
         if answer.get("wait"):
@@ -137,24 +141,14 @@ class SharedRoomActor(GeventActor):
 
     def _retry_join(self, gen: int) -> None:
         lc = self.local.by_gen.get(gen)
-        if lc is None:
-            return
-        try:
-            answer = self.store.complete_join(self.room, lc.pid, gen)
-        except BackplaneUnavailable:
-            self._later(m.Flush(lc.pid, gen))
-            return
-        if answer.get("gone"):
+        if lc is not None and self._try_live(lc):
             lc.conn.close(4000, "room closed")
-            self._detach(lc)
-            return
-        self._went_live(lc, answer)
 
     @handles(m.FailJoin)
     def _fail_join(self, msg: m.FailJoin) -> None:
         lc = self.local.by_gen.get(msg.gen)
         if lc is not None:
-            self._detach(lc)
+            self.local.detach(lc)
         if self.store.fail_join(self.room, msg.pid, msg.gen):
             self._leave(msg.pid, msg.reason)
         self._reap_if_empty()
@@ -172,7 +166,7 @@ class SharedRoomActor(GeventActor):
     def _offline(self, lc: LocalConn, code: int, reason: str) -> None:
         after = self.local.after(lc)
         unsent = [f.text for f in lc.conn.take_unsent()]
-        self._detach(lc)
+        self.local.detach(lc)
         self._persist(self._report_offline, lc, after, code, reason, unsent)
 
     def _report_offline(
@@ -192,7 +186,7 @@ class SharedRoomActor(GeventActor):
             handoff=self._departing,
         )
         if "offline" in answer:
-            self.link.note_deadline(answer["offline"])
+            self.link.wake_keeper()
             self._presence(lc.pid, Presence.OFFLINE)
         elif "left" in answer:
             self._leave(lc.pid, Disconnected(code, reason))
@@ -243,7 +237,7 @@ class SharedRoomActor(GeventActor):
         after = self.local.after(old)
         unsent = [f.text for f in old.conn.take_unsent()]
         old.conn.close(4001, "replaced")
-        self._detach(old)
+        self.local.detach(old)
         self._persist(
             self.store.handover, self.room, old.pid, self.link.proc, old.gen, after, unsent
         )
@@ -274,14 +268,14 @@ class SharedRoomActor(GeventActor):
         why = entry.fields.get("why", "room closed")
         for lc in self.local.older_than(entry):
             lc.conn.close(code, why)
-            self._detach(lc)
+            self.local.detach(lc)
 
     @handles(m.Evicted)
     def _evicted(self, _msg: m.Evicted) -> None:
         # Redis holds these members OFFLINE already (their grace runs): nothing to report.
         for lc in list(self.local.by_gen.values()):
             lc.conn.close(1012, "reconnect")
-            self._detach(lc)
+            self.local.detach(lc)
         self._unreported.clear()
         self._reap_if_empty()
 
@@ -334,9 +328,6 @@ class SharedRoomActor(GeventActor):
                 return
             self._unreported.popleft()
         self._reap_if_empty()
-
-    def _detach(self, lc: LocalConn) -> None:
-        self.local.detach(lc)
 
     def _reap_if_empty(self) -> None:
         if self.local.empty and not self.closed and not self._unreported:

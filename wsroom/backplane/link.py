@@ -87,8 +87,8 @@ class Link:
     def unsubscribe(self, room: RoomID, ref: Any) -> None:
         self._commands.put(("unsub", room, ref, ""))
 
-    def note_deadline(self, deadline_ms: float) -> None:
-        """A grace period ends at ``deadline_ms`` (Redis time): the keeper looks then."""
+    def wake_keeper(self) -> None:
+        """A grace period began here: the keeper looks again at when the next one ends."""
         self._kick.set()
 
     def close_room(self, room: RoomID) -> None:
@@ -207,7 +207,7 @@ class Link:
 
     def _expire(self) -> float:
         """Run the due grace expiries; answer the seconds until the next one (at most
-        ``_IDLE_TICK``: another process may add an earlier one, and ``note_deadline`` wakes
+        ``_IDLE_TICK``: another process may add an earlier one, and ``wake_keeper`` wakes
         the keeper only for this process's own)."""
         answer = self.store.expire()
         for room, pid, code, reason in answer["leaves"]:

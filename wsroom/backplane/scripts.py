@@ -50,7 +50,7 @@ end
 local function cnum(room, field)
   return tonumber(redis.call('HGET', rk(room, 'c'), field) or '0')
 end
-local RETAIN_MS = tonumber(redis.call('HGET', P .. 'conf', 'retain_ms') or '60000')
+local RETAIN_MS = 60000  -- how long a room's stream keeps an entry
 local function xadd(room, ...)
   local minid = tostring(now_ms() - RETAIN_MS) .. '-0'
   local s = rk(room, 's')
@@ -168,17 +168,18 @@ _BODIES = {
     # ARGV: room, frame, exclude (JSON list) → {sent, queued, dropped} | {err}
     "broadcast": r"""
 local room, frame, exclude = ARGV[2], ARGV[3], ARGV[4]
-if cnum(room, 'joined') <= 0 then return {err = 'RoomNotFound'} end
+local counts = redis.call('HMGET', rk(room, 'c'), 'joined', 'live', 'maxq')
+if tonumber(counts[1] or '0') <= 0 then return {err = 'RoomNotFound'} end
 local ex = {}
 for _, p in ipairs(cjson.decode(exclude)) do ex[p] = true end
-local sent = cnum(room, 'live')
+local sent = tonumber(counts[2] or '0')
 for p, _ in pairs(ex) do
   local m = getm(room, p)
   if m and m.st == 'L' then sent = sent - 1 end
 end
 xadd(room, 'k', 'b', 'f', frame, 'x', exclude)
 local queued, dropped = 0, {}
-local maxq = cnum(room, 'maxq')
+local maxq = tonumber(counts[3] or '0')
 for _, p in ipairs(redis.call('SMEMBERS', rk(room, 'w'))) do
   if not ex[p] then
     local q = rk(room, 'q:' .. p)
