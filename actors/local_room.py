@@ -15,8 +15,21 @@ from typing import Any
 import attrs
 
 from wsroom.types import ParticipantID
+from wsroom.wire import OutFrame
 
-__all__ = ["Entry", "LocalConn", "LocalRoom", "StreamId", "format_id", "parse_id"]
+from .resume import NumberedJoin, OutboundLog, Replay, ResumeRefusal
+
+__all__ = [
+    "Entry",
+    "LocalConn",
+    "LocalRoom",
+    "StreamId",
+    "continue_held",
+    "continue_sequence",
+    "format_id",
+    "hand_over",
+    "parse_id",
+]
 
 StreamId = tuple[int, int]
 
@@ -56,6 +69,11 @@ class LocalConn:
     reconnect: bool = False
     live: bool = False
     awaiting_handover: bool = False
+    #: A resume connection's join (contract §7); ``log`` its numbered sequence once it went live
+    #: (this process holds it then), ``pushed`` the last seq handed to the connection.
+    resume: NumberedJoin | None = None
+    log: OutboundLog[OutFrame] | None = None
+    pushed: int = 0
 
 
 class LocalRoom:
@@ -122,3 +140,97 @@ class LocalRoom:
     @property
     def empty(self) -> bool:
         return not self.by_gen
+
+
+# -- a resume membership's sequence, between Redis and this process (contract §7) -------------
+
+
+def continue_sequence(
+    frames: list[OutFrame],
+    seq: dict[str, int] | None,
+    last_seq: int | None,
+    *,
+    expired: bool,
+    max_frames: int,
+    max_bytes: int,
+) -> tuple[OutboundLog[OutFrame], Replay[OutFrame] | None, int]:
+    """A resume connection goes live here with its member's queue (``frames``) and the queue's
+    numbering as Redis kept it (``seq``: None when the membership was not numbered; see
+    ``wsroom/backplane/scripts.py``): its log, the answer to its resume (None for a fresh start)
+    and the last ``cseq`` handed to ``on_message``.
+
+    The rules are those of one process (``RoomState._number``), with one more: a sequence whose
+    process died while it held it (``d``) cannot be resumed. The client is told ``unknown`` and
+    the stream goes on after its ``last_seq``; the count of its envelopes handed to
+    ``on_message`` is the one last handed over, so some may reach it twice.
+    """
+    log: OutboundLog[OutFrame] = OutboundLog(max_frames, max_bytes, OutFrame.size_of)
+    numbered = seq is not None and "q" in seq and not seq.get("d")
+    if not numbered:
+        lost_with_process = seq is not None and last_seq is not None and last_seq > 0
+        if lost_with_process:
+            assert last_seq is not None
+            log.next_seq = log.acked = last_seq
+            log.next_seq += 1
+        for frame in frames:
+            log.append(frame)
+        answer: Replay[OutFrame] | None
+        if last_seq is None:
+            log.restart()  # a fresh start: the client counts from 1 both ways
+            return log, None, 0
+        if lost_with_process:
+            assert seq is not None and last_seq is not None
+            answer = Replay(False, reason=ResumeRefusal.UNKNOWN, first_seq=last_seq + 1)
+            return log, answer, int(seq.get("c", 0))
+        if expired:
+            answer = Replay(False, reason=ResumeRefusal.EXPIRED, first_seq=1)
+        elif last_seq == 0:
+            answer = Replay(True, first_seq=1)  # nothing seen, nothing missed
+        else:
+            answer = Replay(False, reason=ResumeRefusal.UNKNOWN, first_seq=1)
+        return log, answer, 0
+    assert seq is not None
+    first = int(seq["q"])
+    log.next_seq = first
+    log.acked = int(seq.get("f", first - 1))
+    for frame in frames:
+        log.append(frame)
+    lost = int(seq.get("l", 0))
+    if lost:
+        log.next_seq += lost
+        log.lost_upto = log.next_seq - 1
+    if last_seq is None:
+        log.restart()
+        return log, None, 0
+    return log, log.resume(last_seq), int(seq.get("c", 0))
+
+
+def continue_held(log: OutboundLog[OutFrame], frames: list[OutFrame], seq: dict[str, int]) -> bool:
+    """A connection that held its backlog (``hold``) goes live again: the queue's frames after
+    what the log has join it. False when frames were lost meanwhile (a hole in a live stream:
+    the caller closes the connection as a slow consumer)."""
+    first = int(seq.get("q", log.next_seq))
+    intact = True
+    for i, frame in enumerate(frames):
+        if first + i >= log.next_seq and log.append(frame) is None:
+            intact = False
+    lost = int(seq.get("l", 0))
+    if lost:
+        log.next_seq += lost
+        log.lost_upto = log.next_seq - 1
+        intact = False
+    return intact
+
+
+def hand_over(log: OutboundLog[OutFrame], handled: int) -> tuple[dict[str, int], list[str]]:
+    """What a resume connection leaving this process leaves in Redis: its sequence (``q`` the
+    seq of the first frame kept, ``f`` the lowest ``last_seq`` a resume may ask from, ``c`` the
+    last ``cseq`` handed to ``on_message``) and its unacknowledged frames, oldest first.
+
+    What lies before the log's last hole is let go (a resume from before it is refused anyway):
+    the frames kept after it are contiguous, so the queue can number them by position.
+    """
+    floor = max(log.acked, log.lost_upto)
+    kept = log.after(floor)
+    first = kept[0][0] if kept else log.next_seq
+    return {"q": first, "f": first - 1, "c": handled}, [frame.text for _, frame in kept]

@@ -21,13 +21,23 @@ import pykka
 from wsroom.errors import BackplaneUnavailable, Disconnected, RoomClosed
 from wsroom.hooks import HookSet
 from wsroom.types import ParticipantID, Presence, ReconnectPolicy, RoomID
-from wsroom.wire import OutFrame
+from wsroom.wire import OutFrame, numbered
 
 from . import messages as m
 from .hookcall import spawn_hook
-from .local_room import Entry, LocalConn, LocalRoom
+from .local_room import (
+    Entry,
+    LocalConn,
+    LocalRoom,
+    StreamId,
+    continue_held,
+    continue_sequence,
+    format_id,
+    hand_over,
+)
+from .resume import resumed_frame
 from .runtime import GeventActor, handles, tell_quietly
-from .state import JoinTicket
+from .state import JoinTicket, NumberedSink
 
 __all__ = ["HANDOVER_WAIT", "SharedRoomActor"]
 
@@ -79,7 +89,8 @@ class SharedRoomActor(GeventActor):
             self.policy.grace_period,
             self.policy.max_queued_per_conn,
         )
-        self.local.attach(msg.pid, joined.gen, msg.conn, joined.tail, joined.reconnect)
+        lc = self.local.attach(msg.pid, joined.gen, msg.conn, joined.tail, joined.reconnect)
+        lc.resume = msg.resume
         if not self._subscribed:
             self._subscribed = True
             self.local.last_done = self.local.by_gen[joined.gen].since
@@ -99,7 +110,9 @@ class SharedRoomActor(GeventActor):
         """Ask Redis to make ``lc`` live (or to hold it for a handover); True when its member
         is gone (the room was closed), and ``lc`` is detached."""
         try:
-            answer = self.store.complete_join(self.room, lc.pid, lc.gen)
+            answer = self.store.complete_join(
+                self.room, lc.pid, lc.gen, numbered=lc.resume is not None
+            )
         except BackplaneUnavailable:
             # Joined in Redis's eyes as soon as it can be told; meanwhile its sends wait there.
             self._later(m.Flush(lc.pid, lc.gen))
@@ -122,16 +135,53 @@ class SharedRoomActor(GeventActor):
         self.local.go_live(lc, answer["tail"])
         if answer.get("back"):
             self._presence(lc.pid, Presence.ONLINE)
-        self._flush(lc, answer["frames"])
+        frames = [OutFrame(text) for text in answer["frames"]]
+        if lc.resume is not None:
+            frames = self._numbered_backlog(lc, frames, answer.get("n"), answer.get("expired"))
+        self._flush(lc, frames)
 
-    def _flush(self, lc: LocalConn, frames: list[str]) -> None:
+    def _numbered_backlog(
+        self, lc: LocalConn, frames: list[OutFrame], seq: Any, expired: Any
+    ) -> list[OutFrame]:
+        """A resume connection goes live: this process holds its sequence from now on. The
+        first time, the answer to its resume goes out before the replay; after a held flush,
+        what queued meanwhile joins the log."""
+        resume = lc.resume
+        assert resume is not None
+        if lc.log is None:
+            log, answer, handled = continue_sequence(
+                frames,
+                seq,
+                resume.last_seq,
+                expired=bool(expired),
+                max_frames=self.policy.max_queued_per_conn,
+                max_bytes=resume.max_bytes,
+            )
+            lc.log = log
+            resume.inbound.handled = handled
+            if resume.last_seq is not None:
+                lc.conn.push(resumed_frame(answer, handled))
+            lc.conn = NumberedSink(lc.conn, lc)  # type: ignore[arg-type]
+            lc.pushed = (answer.first_seq if answer is not None else 1) - 1
+        elif not continue_held(lc.log, frames, seq or {}):
+            lc.conn.close(4008, "slow consumer")
+        return [numbered(frame, s) for s, frame in lc.log.after(lc.pushed)]
+
+    def _flush(self, lc: LocalConn, frames: list[OutFrame]) -> None:
         conn = lc.conn
-        for i, text in enumerate(frames):
-            if not conn.offer(OutFrame(text)):
-                # The backlog is bigger than the outbox: the rest waits in Redis until it drains.
+        for i, frame in enumerate(frames):
+            if not conn.offer(frame):
+                # The backlog is bigger than the outbox: the rest waits in Redis until it drains
+                # (a resume connection's log keeps it: only what comes next goes to Redis).
                 after = self.local.after(lc)
                 self.local.pause(lc)
-                self.store.hold(self.room, lc.pid, lc.gen, after, frames[i:])
+                if lc.log is not None:
+                    lc.pushed = frame.seq - 1  # type: ignore[attr-defined]
+                    meta = {"q": lc.log.next_seq, "h": 1}
+                    self.store.hold(self.room, lc.pid, lc.gen, after, [], meta)
+                else:
+                    rest = [f.text for f in frames[i:]]
+                    self.store.hold(self.room, lc.pid, lc.gen, after, rest)
                 conn.when_drained(partial(tell_quietly, self.actor_ref, m.Flush(lc.pid, lc.gen)))
                 return
 
@@ -163,14 +213,41 @@ class SharedRoomActor(GeventActor):
         self._offline(lc, msg.code, msg.reason)
         self._reap_if_empty()
 
-    def _offline(self, lc: LocalConn, code: int, reason: str) -> None:
-        after = self.local.after(lc)
-        unsent = [f.text for f in lc.conn.take_unsent()]
+    def _offline(
+        self, lc: LocalConn, code: int, reason: str, through: StreamId | None = None
+    ) -> None:
+        after, meta, unsent = self._leftovers(lc, through)
         self.local.detach(lc)
-        self._persist(self._report_offline, lc, after, code, reason, unsent)
+        self._persist(self._report_offline, lc, after, code, reason, unsent, meta)
+
+    def _leftovers(
+        self, lc: LocalConn, through: StreamId | None = None
+    ) -> tuple[str, dict[str, int] | None, list[str]]:
+        """What a connection leaving this process hands to Redis: the last stream entry it
+        accounted for, a resume connection's sequence, and what it never wrote (a resume
+        connection: what it sent unacknowledged, which its log keeps). ``through``: an entry
+        whose frame a resume connection's log took although its push failed."""
+        taken = lc.conn.take_unsent()
+        if lc.log is None:
+            if lc.resume is not None:
+                # Not live yet: what on_join sent it directly is let go, as in one process.
+                return self.local.after(lc), None, []
+            return self.local.after(lc), None, [f.text for f in taken]
+        assert lc.resume is not None
+        after = self.local.after(lc)
+        if through is not None:
+            after = format_id(max(through, lc.since, self.local.last_done))
+        meta, unsent = hand_over(lc.log, lc.resume.inbound.handled)
+        return after, meta, unsent
 
     def _report_offline(
-        self, lc: LocalConn, after: str, code: int, reason: str, unsent: list[str]
+        self,
+        lc: LocalConn,
+        after: str,
+        code: int,
+        reason: str,
+        unsent: list[str],
+        meta: dict[str, int] | None,
     ) -> None:
         # While this process leaves (``_depart``), another one runs the hooks: here the hub
         # calls they make would raise HubStopped.
@@ -184,6 +261,7 @@ class SharedRoomActor(GeventActor):
             reason,
             unsent,
             handoff=self._departing,
+            meta=meta,
         )
         if "offline" in answer:
             self.link.wake_keeper()
@@ -206,7 +284,7 @@ class SharedRoomActor(GeventActor):
             elif kind == "s":
                 lc = local.target(entry)
                 if lc is not None and not lc.conn.push(OutFrame(entry.fields["f"])):
-                    self._slow_consumer(lc)
+                    self._slow_consumer(lc, entry)
             elif kind == "r":
                 self._replaced(entry)
             elif kind == "h":
@@ -223,23 +301,25 @@ class SharedRoomActor(GeventActor):
         frame = OutFrame(fields["f"])  # framed once per process, the same bytes for every member
         targets = self.local.broadcast_targets(entry, exclude)
         for lc in [lc for lc in targets if not lc.conn.push(frame)]:
-            self._slow_consumer(lc)
+            self._slow_consumer(lc, entry)
 
-    def _slow_consumer(self, lc: LocalConn) -> None:
+    def _slow_consumer(self, lc: LocalConn, entry: Entry) -> None:
         # The connection closed itself with 4008; what it missed from this entry on goes to its
-        # queue in Redis (``after`` is the last entry finished before this one).
-        self._offline(lc, 4008, "slow consumer")
+        # queue in Redis (``after`` is the last entry finished before this one). A resume
+        # connection's log numbered this entry's frame already (kept, or counted as lost).
+        self._offline(lc, 4008, "slow consumer", entry.sid if lc.log is not None else None)
 
     def _replaced(self, entry: Entry) -> None:
         old = self.local.by_gen.get(int(entry.fields.get("g", "0")))
         if old is None or old.since >= entry.sid:
             return
-        after = self.local.after(old)
-        unsent = [f.text for f in old.conn.take_unsent()]
+        # Closed first: its participant hands nothing more to on_message (``_leftovers``
+        # reads how far it got).
         old.conn.close(4001, "replaced")
+        after, meta, unsent = self._leftovers(old)
         self.local.detach(old)
         self._persist(
-            self.store.handover, self.room, old.pid, self.link.proc, old.gen, after, unsent
+            self.store.handover, self.room, old.pid, self.link.proc, old.gen, after, unsent, meta
         )
 
     def _handed_over(self, entry: Entry) -> None:
@@ -247,6 +327,12 @@ class SharedRoomActor(GeventActor):
         if lc is not None and lc.awaiting_handover:
             lc.awaiting_handover = False
             self._retry_join(lc.gen)
+
+    @handles(m.Ack)
+    def _ack(self, msg: m.Ack) -> None:
+        lc = self.local.by_gen.get(msg.gen)
+        if lc is not None and lc.log is not None:
+            lc.log.ack(msg.seq)
 
     @handles(m.HandoverLate)
     def _handover_late(self, msg: m.HandoverLate) -> None:

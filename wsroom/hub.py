@@ -124,11 +124,8 @@ class Hub:
         # The OS thread whose gevent loop runs the actors: gevent's primitives belong to it.
         self._thread = _os_thread_id()
         self._link = link
-        # Resume without loss (contract §7) needs a grace period and room to keep envelopes;
-        # a hub on a backplane does not offer it yet (its shared rooms number nothing).
-        options.connection.resume = (
-            link is None and policy.grace_period > 0 and policy.max_queued_per_conn > 0
-        )
+        # Resume without loss (contract §7) needs a grace period and room to keep envelopes.
+        options.connection.resume = policy.grace_period > 0 and policy.max_queued_per_conn > 0
         self._ref: pykka.ActorRef[HubActor] = HubActor.start(hooks, policy, link)
         #: The hub actor's pykka proxy: the same calls, answered with futures.
         self.proxy: Any = self._ref.proxy()

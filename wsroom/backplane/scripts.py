@@ -9,11 +9,14 @@ ever sharded):
 
 - ``wsroom:r:{room}:m``   hash pid → member record (JSON: ``st`` J/W/L/O, ``g`` generation,
   ``p`` process, ``j`` joined, ``d`` grace deadline ms, ``cc``/``cr`` last close, ``rt``
-  returning from OFFLINE, ``ho`` handovers pending: "proc|gen" → the ``r`` entry's id)
+  returning from OFFLINE, ``ho`` handovers pending: "proc|gen" → the ``r`` entry's id, ``n``
+  the numbered sequence of a resume membership (contract §7), see below)
 - ``wsroom:r:{room}:c``   hash: ``live``, ``joined`` counts, ``grace`` ms, ``maxq``
 - ``wsroom:r:{room}:w``   set: joined members without a live connection (their sends queue)
 - ``wsroom:r:{room}:q:<pid>`` list: a member's queue, oldest first
 - ``wsroom:r:{room}:s``   stream: the room's broadcasts, sends and notices, in the room's order
+- ``wsroom:r:{room}:x``   zset pid → time: the room's recent grace expiries (a late resume is
+  told "expired")
 - ``wsroom:rooms``        set of rooms with a member; ``wsroom:deadlines`` zset of grace ends;
   ``wsroom:procs`` zset process → last heartbeat; ``wsroom:proc:<p>:m`` its members;
   ``wsroom:proc:<p>:ho`` handovers it owes; ``wsroom:events`` hook calls for any hub to run;
@@ -22,6 +25,16 @@ ever sharded):
 States: J a first join whose ``on_join`` runs (not a member yet), W a member with a connection
 that is not live (its ``on_join`` runs, its backlog is being flushed, or it replaced a
 connection whose handover is pending), L live, O offline inside its grace period.
+
+A resume membership (contract §7) has ``n`` in its record. While a process serves it live, that
+process's ``OutboundLog`` holds the sequence and ``n`` is ``{}``. When the connection ends, is
+replaced or holds its backlog, the process hands the log over: its unacknowledged frames go to the
+queue's head and ``n`` becomes ``{q, f, c, l}``: the queue's items are numbered implicitly, item
+``i`` has ``seq`` ``q + i``; ``f`` is the lowest ``last_seq`` a resume may ask from; ``c`` the last
+``cseq`` handed to ``on_message``; ``l`` how many frames after the queue's tail were lost for want
+of room. A process that dies while it holds the sequence leaves ``d`` (the sequence is lost: the
+resume is told so). Only the scripts that drop or prepend frames touch ``n``; a plain connection's
+join removes it.
 
 Each script takes a call id first: a retry after a lost reply gets the first answer back
 instead of doing the change twice (answers are kept 30 s, longer than any retry lasts; read-only
@@ -97,18 +110,38 @@ local function handed_missed(room, pid, after, ho)
 end
 -- Put head in front of pid's queue, keeping at most maxq (the newest are cut, as in one process).
 local function prepend(room, pid, head)
-  if #head == 0 then return end
+  if #head == 0 then return 0 end
   local q = rk(room, 'q:' .. pid)
   local maxq = cnum(room, 'maxq')
   local rest = redis.call('LRANGE', q, 0, -1)
   redis.call('DEL', q)
-  local n = 0
+  local n, cut = 0, 0
   for _, f in ipairs(head) do
-    if n < maxq then redis.call('RPUSH', q, f); n = n + 1 end
+    if n < maxq then redis.call('RPUSH', q, f); n = n + 1 else cut = cut + 1 end
   end
   for _, f in ipairs(rest) do
-    if n < maxq then redis.call('RPUSH', q, f); n = n + 1 end
+    if n < maxq then redis.call('RPUSH', q, f); n = n + 1 else cut = cut + 1 end
   end
+  return cut
+end
+-- A numbered member lost k frames after its queue's tail (their seqs are spent: a gap).
+local function lose(m, k)
+  if m.n and k > 0 then m.n.l = (m.n.l or 0) + k end
+end
+-- Take a process's hand-over of a numbered sequence (meta: JSON {q, f, c}, or '' for none).
+local function take_sequence(m, meta, cut)
+  if meta == '' then
+    lose(m, cut)
+    return
+  end
+  local n = cjson.decode(meta)
+  n.l = cut
+  m.n = n
+end
+-- A process that held a member's sequence is gone: the sequence is lost with it.
+-- (``h``: it handed the queue's numbering over but kept the frames before it, holding a backlog.)
+local function sequence_lost(m)
+  if m.n and (m.n.q == nil or m.n.h) then m.n.d = 1 end
 end
 local function dead_key(room, pid, gen) return cjson.encode({room, pid, gen}) end
 -- Remove a member and everything it holds; keeps the counts and the room set right.
@@ -188,6 +221,11 @@ for _, p in ipairs(redis.call('SMEMBERS', rk(room, 'w'))) do
       queued = queued + 1
     else
       table.insert(dropped, p)
+      local m = getm(room, p)
+      if m and m.n then
+        lose(m, 1)
+        putm(room, p, m)
+      end
     end
   end
 end
@@ -207,6 +245,10 @@ local q = rk(room, 'q:' .. pid)
 if redis.call('LLEN', q) < cnum(room, 'maxq') then
   redis.call('RPUSH', q, frame)
   return {delivery = 'QUEUED'}
+end
+if m.n then
+  lose(m, 1)
+  putm(room, pid, m)
 end
 return {err = 'ParticipantOffline'}
 """,
@@ -250,9 +292,10 @@ m.d = nil
 putm(room, pid, m)
 return {gen = gen, reconnect = joined, tail = tail(room)}
 """,
-    # ARGV: room, pid, gen → {ok, first, back, tail, frames} | {wait} | {stale} | {gone}
+    # ARGV: room, pid, gen, numbered ('1': a resume connection)
+    #   → {ok, first, back, tail, frames, n, expired} | {wait} | {stale} | {gone}
     "complete_join": r"""
-local room, pid, gen = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local room, pid, gen, numbered = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1'
 local m = getm(room, pid)
 if not m then return {gone = true} end
 if m.g ~= gen then return {stale = true} end
@@ -272,22 +315,34 @@ putm(room, pid, m)
 local q = rk(room, 'q:' .. pid)
 local frames = redis.call('LRANGE', q, 0, -1)
 redis.call('DEL', q)
-return {ok = true, first = first, back = back, tail = tail(room), frames = frames}
+-- The queue's numbering goes to the joining process, which holds the sequence from now on; a
+-- plain connection's join ends the numbering (its queue is plain frames).
+local seq, expired = m.n, false
+if numbered then
+  m.n = {}
+  if first and redis.call('ZREM', rk(room, 'x'), pid) == 1 then expired = true end
+else
+  m.n = nil
+end
+putm(room, pid, m)
+return {ok = true, first = first, back = back, tail = tail(room), frames = frames, n = seq,
+  expired = expired}
 """,
-    # ARGV: room, pid, gen, after, frames... → {} : the outbox filled during a flush; the rest,
-    # and what the stream carried for it since ``after``, wait in the queue
+    # ARGV: room, pid, gen, after, meta, frames... → {} : the outbox filled during a flush; the
+    # rest, and what the stream carried for it since ``after``, wait in the queue (``meta``: a
+    # numbered member's sequence, as in go_offline; its log keeps the rest, so ``frames`` is empty)
     "hold": r"""
-local room, pid, gen, after = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local room, pid, gen, after, meta = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local m = getm(room, pid)
 if not m or m.g ~= gen or m.st ~= 'L' then return {stale = true} end
 m.st = 'W'
 redis.call('HINCRBY', rk(room, 'c'), 'live', -1)
 redis.call('SADD', rk(room, 'w'), pid)
-putm(room, pid, m)
 local head = {}
-for i = 6, #ARGV do table.insert(head, ARGV[i]) end
+for i = 7, #ARGV do table.insert(head, ARGV[i]) end
 for _, f in ipairs(missed(room, pid, after, nil)) do table.insert(head, f) end
-prepend(room, pid, head)
+take_sequence(m, meta, prepend(room, pid, head))
+putm(room, pid, m)
 return {ok = true}
 """,
     # ARGV: room, pid, gen → {joined} | {stale}: on_join raised
@@ -299,13 +354,15 @@ local joined = m.j == 1
 remove(room, pid, m)
 return {joined = joined}
 """,
-    # ARGV: room, pid, gen, proc, after, code, reason, handoff, unsent...
+    # ARGV: room, pid, gen, proc, after, code, reason, handoff, meta, unsent...
     #   → {offline|left|gone|stale|handed|handed_off}
+    # ``meta``: a resume connection's sequence ({q, f, c}; '' for a plain one), ``unsent`` then
+    # being its unacknowledged frames, ``seq`` q on
     "go_offline": r"""
 local room, pid, gen, proc, after = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local code, reason, handoff = tonumber(ARGV[7]), ARGV[8], ARGV[9] == '1'
+local code, reason, handoff, meta = tonumber(ARGV[7]), ARGV[8], ARGV[9] == '1', ARGV[10]
 local unsent = {}
-for i = 10, #ARGV do table.insert(unsent, ARGV[i]) end
+for i = 11, #ARGV do table.insert(unsent, ARGV[i]) end
 local m = getm(room, pid)
 if not m then return {stale = true} end
 local key = proc .. '|' .. tostring(gen)
@@ -314,7 +371,7 @@ if m.g ~= gen then
   if m.ho and m.ho[key] then
     local head = unsent
     for _, f in ipairs(handed_missed(room, pid, after, m.ho[key])) do table.insert(head, f) end
-    prepend(room, pid, head)
+    take_sequence(m, meta, prepend(room, pid, head))
     handover_done(room, pid, m, key)
     putm(room, pid, m)
     return {handed = true}
@@ -326,7 +383,9 @@ if m.st == 'L' then
   for _, f in ipairs(missed(room, pid, after, nil)) do table.insert(head, f) end
   unsent = head
 end
-if m.j == 1 and cnum(room, 'grace') > 0 then prepend(room, pid, unsent) end
+if m.j == 1 and cnum(room, 'grace') > 0 then
+  take_sequence(m, meta, prepend(room, pid, unsent))
+end
 local leave = to_offline(room, pid, m, code, reason)
 if handoff then
   -- This process is leaving: another one runs the hooks (its own hub calls still work).
@@ -341,16 +400,18 @@ if leave then return {left = leave} end
 if m.st == 'gone' then return {gone = true} end
 return {offline = m.d}
 """,
-    # ARGV: room, pid, proc, oldgen, after, unsent... : the replaced connection's handover
+    # ARGV: room, pid, proc, oldgen, after, meta, unsent... : the replaced connection's handover
+    # (``meta`` as in go_offline)
     "handover": r"""
 local room, pid, proc, oldgen, after = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local meta = ARGV[7]
 local m = getm(room, pid)
 local key = proc .. '|' .. oldgen
 if not m or not m.ho or not m.ho[key] then return {stale = true} end
 local head = {}
-for i = 7, #ARGV do table.insert(head, ARGV[i]) end
+for i = 8, #ARGV do table.insert(head, ARGV[i]) end
 for _, f in ipairs(handed_missed(room, pid, after, m.ho[key])) do table.insert(head, f) end
-prepend(room, pid, head)
+take_sequence(m, meta, prepend(room, pid, head))
 handover_done(room, pid, m, key)
 putm(room, pid, m)
 return {ok = true}
@@ -365,6 +426,7 @@ for key, _ in pairs(m.ho) do
   redis.call('SREM', P .. 'proc:' .. owner .. ':ho', memkey(room, pid))
 end
 m.ho = nil
+sequence_lost(m)
 putm(room, pid, m)
 return {ok = true}
 """,
@@ -435,6 +497,11 @@ for _, key in ipairs(due) do
     m.st = 'gone'
     remove(room, pid, { p = m.p, st = 'X', g = m.g, j = m.j })
     table.insert(leaves, {room, pid, m.cc or 1006, m.cr or ''})
+    -- Remembered a while (the last 1,024 of the room), so a late resume is told "expired".
+    local x = rk(room, 'x')
+    redis.call('ZADD', x, now_ms(), pid)
+    redis.call('ZREMRANGEBYRANK', x, 0, -1025)
+    redis.call('PEXPIRE', x, 3600000)
   end
 end
 local n = redis.call('ZCARD', P .. 'deadlines')
@@ -457,6 +524,7 @@ for _, proc in ipairs(dead) do
       local m = getm(room, pid)
       if m and m.p == proc and m.st ~= 'O' then
         local joined = m.j == 1
+        sequence_lost(m)
         local leave = to_offline(room, pid, m, 1006, 'process gone')
         if leave then table.insert(left, leave)
         elseif joined then table.insert(offline, {room, pid}) end
@@ -469,7 +537,10 @@ for _, proc in ipairs(dead) do
       local m = getm(room, pid)
       if m and m.ho then
         for key, _ in pairs(m.ho) do
-          if string.match(key, '^(.*)|') == proc then handover_done(room, pid, m, key) end
+          if string.match(key, '^(.*)|') == proc then
+            handover_done(room, pid, m, key)
+            sequence_lost(m)
+          end
         end
         putm(room, pid, m)
       end

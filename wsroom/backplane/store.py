@@ -160,18 +160,31 @@ class Store:
         answer = self.run("begin_join", room, pid, proc, round(grace * 1000), max_queued)
         return Joined(int(answer["gen"]), bool(answer["reconnect"]), str(answer["tail"]))
 
-    def complete_join(self, room: RoomID, pid: ParticipantID, gen: int) -> dict[str, Any]:
-        answer: dict[str, Any] = self.run("complete_join", room, pid, gen)
+    def complete_join(
+        self, room: RoomID, pid: ParticipantID, gen: int, numbered: bool = False
+    ) -> dict[str, Any]:
+        """``on_join`` returned: live, with the queue to flush (``frames``); a ``numbered``
+        (resume) connection also gets the queue's numbering (``n``, see ``scripts.py``; None when
+        the membership was not numbered) and whether its first join follows an expiry."""
+        answer: dict[str, Any] = self.run("complete_join", room, pid, gen, "1" if numbered else "0")
         if "frames" in answer:
             answer["frames"] = _list(answer["frames"])
+            seq = answer.get("n")
+            answer["n"] = seq if isinstance(seq, dict) else ({} if seq == [] else None)
         return answer
 
     def hold(
-        self, room: RoomID, pid: ParticipantID, gen: int, after: str, rest: Sequence[str]
+        self,
+        room: RoomID,
+        pid: ParticipantID,
+        gen: int,
+        after: str,
+        rest: Sequence[str],
+        meta: dict[str, int] | None = None,
     ) -> None:
         """The outbox filled while flushing: ``rest``, then what the stream carried for it after
         ``after``, go back to the queue, which takes its sends again until the next flush."""
-        self.run("hold", room, pid, gen, after, *rest)
+        self.run("hold", room, pid, gen, after, _meta(meta), *rest)
 
     def fail_join(self, room: RoomID, pid: ParticipantID, gen: int) -> bool:
         """``on_join`` raised: True when that ended a membership (a reconnect's)."""
@@ -188,10 +201,13 @@ class Store:
         reason: str,
         unsent: Sequence[str],
         handoff: bool = False,
+        meta: dict[str, int] | None = None,
     ) -> dict[str, Any]:
         """Connection ``gen`` ended: OFFLINE for the grace period (or the membership ends), with
         ``unsent`` and what it missed after ``after`` at its queue's head. With ``handoff`` (this
-        process is leaving) the hook calls it causes go to the events list for another hub."""
+        process is leaving) the hook calls it causes go to the events list for another hub.
+        ``meta`` comes from a resume connection: its sequence, ``unsent`` being its
+        unacknowledged frames (see ``scripts.py``)."""
         answer: dict[str, Any] = self.run(
             "go_offline",
             room,
@@ -202,6 +218,7 @@ class Store:
             code,
             reason,
             "1" if handoff else "0",
+            _meta(meta),
             *unsent,
         )
         return answer
@@ -214,8 +231,11 @@ class Store:
         old_gen: int,
         after: str,
         unsent: Sequence[str],
+        meta: dict[str, int] | None = None,
     ) -> None:
-        self.run("handover", room, pid, proc, old_gen, after, *unsent)
+        """A replaced connection hands over what it never wrote (``meta``: as for
+        ``go_offline``)."""
+        self.run("handover", room, pid, proc, old_gen, after, _meta(meta), *unsent)
 
     def drop_handovers(self, room: RoomID, pid: ParticipantID) -> None:
         self.run("drop_handovers", room, pid)
@@ -243,6 +263,10 @@ class Store:
         ``["offline", room, pid]`` (``on_presence(OFFLINE)``), ``["left", room, pid, code,
         reason]`` (``on_leave(Disconnected)``)."""
         return _list(self.run("take_events", limit)["events"])
+
+
+def _meta(meta: dict[str, int] | None) -> str:
+    return "" if meta is None else json.dumps(meta, separators=(",", ":"))
 
 
 def _list(value: Any) -> list[Any]:
