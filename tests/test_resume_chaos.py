@@ -85,10 +85,11 @@ class Pair:
 
 
 class Proxy:
-    """A TCP proxy in front of the hub, so the network between client and hub can be cut."""
+    """A TCP proxy in front of the hub, so the network between client and hub can be cut.
+    Given several hub ports (processes on one backplane), each connection goes to the next."""
 
-    def __init__(self, port: int) -> None:
-        self.port_upstream = port
+    def __init__(self, *ports: int) -> None:
+        self.ports_upstream = ports
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(64)
@@ -100,7 +101,8 @@ class Proxy:
         while True:
             try:
                 client, _ = self.listener.accept()
-                upstream = socket.create_connection(("127.0.0.1", self.port_upstream))
+                port = self.ports_upstream[len(self.pairs) % len(self.ports_upstream)]
+                upstream = socket.create_connection(("127.0.0.1", port))
             except OSError:
                 return
             self.pairs.append(Pair(client, upstream))
