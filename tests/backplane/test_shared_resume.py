@@ -252,3 +252,25 @@ def test_a_process_that_died_holding_the_sequence_gives_an_explicit_gap(
     }
     # What queued after the death is there, numbered from the first_seq announced.
     assert recv_json(again) == {"type": "down", "payload": 3, "seq": 2}
+
+
+def test_a_fresh_start_that_replaces_a_connection_elsewhere_counts_its_own_envelopes(
+    pair: Callable[..., tuple[Live, Live]],
+) -> None:
+    a, b = pair(grace=30, queued=8)
+    ws, _ = rconnect(a, "u")
+    online(a, "u")
+    send_n(ws, 1, "old")
+    assert recv_json(ws) == {"type": "wsroom.ack", "payload": {"cseq": 1}}
+    # A reload: a fresh start on the other process while the old connection is still open;
+    # its envelopes count from 1 at once, before its join has the old one's handover.
+    ws2, _ = rconnect(b, "u", last_seq=None)
+    for cseq in (1, 2):
+        send_n(ws2, cseq, f"new{cseq}")
+    assert read_close(ws)[0] == 4001
+    online(b, "u")
+    send_n(ws2, 3, "new3")
+    wait_until(lambda: ups(a, b) == ["old", "new1", "new2", "new3"], what="four envelopes")
+    acks = [recv_json(ws2)["payload"]["cseq"]]
+    while acks[-1] < 3:
+        acks.append(recv_json(ws2)["payload"]["cseq"])
