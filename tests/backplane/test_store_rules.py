@@ -174,3 +174,74 @@ def test_replacing_a_connection_that_was_not_live_hands_over_no_duplicates(store
     store.handover(R, BOB, "A", gen, tail, ["unsent"])
     answer = store.complete_join(R, BOB, new.gen)
     assert answer["frames"] == ["unsent", "rest", "queued"]
+
+
+# -- a resume membership's numbering (contract §7 on a backplane) -------------------------------
+
+
+def numbered_live(store: Store, pid: wsroom.ParticipantID, proc: str = "A", maxq: int = 4) -> int:
+    joined = store.begin_join(R, pid, proc, 5.0, maxq)
+    assert store.complete_join(R, pid, joined.gen, numbered=True)["ok"]
+    return joined.gen
+
+
+def rejoin_numbered(store: Store, pid: wsroom.ParticipantID, proc: str = "B") -> dict[str, object]:
+    joined = store.begin_join(R, pid, proc, 5.0, 4)
+    return store.complete_join(R, pid, joined.gen, numbered=True)
+
+
+def test_a_handed_over_sequence_numbers_the_queue_and_counts_what_was_lost(store: Store) -> None:
+    live(store, ALICE)
+    gen = numbered_live(store, BOB)
+    meta = {"q": 3, "f": 2, "c": 7}  # seq 3 and 4 unacknowledged
+    store.go_offline(R, BOB, gen, "A", last_id(store), 1006, "", ["u3", "u4"], meta=meta)
+    store.send_to(R, BOB, "s5")
+    store.broadcast(R, "b6", [])  # the queue (4) is full: seq 7 onwards are lost
+    assert store.broadcast(R, "b7", []).dropped == (BOB,)
+    with pytest.raises(wsroom.ParticipantOffline):
+        store.send_to(R, BOB, "s8")
+    answer = rejoin_numbered(store, BOB)
+    assert answer["frames"] == ["u3", "u4", "s5", "b6"]
+    assert answer["n"] == {"q": 3, "f": 2, "c": 7, "l": 2}
+
+
+def test_a_plain_join_ends_the_numbering_and_a_numbered_one_takes_it(store: Store) -> None:
+    gen = numbered_live(store, BOB)
+    store.go_offline(R, BOB, gen, "A", last_id(store), 1006, "", [], meta={"q": 1, "f": 0, "c": 0})
+    joined = store.begin_join(R, BOB, "B", 5.0, 4)
+    assert store.complete_join(R, BOB, joined.gen)["ok"]  # plain
+    store.go_offline(R, BOB, joined.gen, "B", last_id(store), 1006, "", [])
+    assert rejoin_numbered(store, BOB)["n"] is None
+    # Held by the process that joined: {} until it hands the sequence over.
+    assert json.loads(store.client.hget(f"wsroom:r:{{{R}}}:m", BOB))["n"] == {}
+
+
+def test_a_process_that_dies_holding_a_sequence_leaves_it_lost(store: Store) -> None:
+    store.heartbeat("dead")
+    numbered_live(store, ALICE, proc="dead")
+    store.heartbeat("alive")
+    wait_until(lambda: store.reap_dead(0.1, "alive")["offline"], timeout=3)
+    assert rejoin_numbered(store, ALICE, proc="alive")["n"] == {"d": 1}
+
+
+def test_a_replacement_elsewhere_takes_the_old_connections_sequence(store: Store) -> None:
+    gen = numbered_live(store, BOB, maxq=10)
+    seen = last_id(store)
+    store.broadcast(R, "before", [])  # seq 4 on the old connection, unacknowledged
+    new = store.begin_join(R, BOB, "B", 5.0, 10)
+    store.broadcast(R, "after", [])  # queued for the new one: seq 5
+    assert store.complete_join(R, BOB, new.gen, numbered=True) == {"wait": True}
+    store.handover(R, BOB, "A", gen, seen, ["u3"], meta={"q": 3, "f": 2, "c": 1})
+    answer = store.complete_join(R, BOB, new.gen, numbered=True)
+    assert answer["frames"] == ["u3", "before", "after"]
+    assert answer["n"] == {"q": 3, "f": 2, "c": 1, "l": 0}
+
+
+def test_an_expiry_is_remembered_for_a_late_resume(store: Store) -> None:
+    live(store, ALICE)
+    gen = numbered_live(store, BOB)
+    store.go_offline(R, BOB, gen, "A", last_id(store), 1006, "", [], meta={"q": 1, "f": 0, "c": 0})
+    store.client.zadd("wsroom:deadlines", {json.dumps([R, BOB, gen]): 0})  # due now
+    assert store.expire()["leaves"] == [[R, BOB, 1006, ""]]
+    joined = store.begin_join(R, BOB, "B", 5.0, 4)
+    assert store.complete_join(R, BOB, joined.gen, numbered=True)["expired"] is True
