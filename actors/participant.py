@@ -23,7 +23,16 @@ from wsroom.wire import OutFrame
 
 from . import messages as m
 from .hookcall import HookRoom, call_hook, hook_room, log_hook_error
-from .resume import Ack, InboundOrder, NumberedJoin, Verdict, ack_frame, read_numbered, read_resume
+from .resume import (
+    Ack,
+    ClientAcks,
+    InboundOrder,
+    NumberedJoin,
+    Verdict,
+    ack_frame,
+    read_numbered,
+    read_resume,
+)
 from .runtime import TellOnlyActor, handles, tell_quietly
 from .state import JoinTicket
 
@@ -45,10 +54,11 @@ it also does whenever it has handled all it was given."""
 class _Numbered:
     """A resume connection's side of contract §7, kept by its participant."""
 
-    __slots__ = ("first_wait", "last_seq", "order", "unacked")
+    __slots__ = ("acks", "first_wait", "last_seq", "order", "unacked")
 
     def __init__(self) -> None:
         self.order = InboundOrder()  # which cseq reached on_message (the room sets its start)
+        self.acks = ClientAcks()  # the client's acks, for the room (the reader writes most)
         self.first_wait: Any = None  # the timer while the first frame is awaited
         self.last_seq: int | None = None  # what the first frame asked to resume from
         self.unacked = 0  # envelopes judged since the hub last acknowledged
@@ -95,6 +105,13 @@ class ParticipantActor(TellOnlyActor):
         self._member = False  # on_join returned and the room took us
         # A resume connection's state (contract §7); one attribute for a plain one.
         self._numbered = _Numbered() if getattr(conn, "resume", False) else None
+
+    @property
+    def client_acks(self) -> ClientAcks | None:
+        """A resume connection's cell for its client's acks (None for a plain one): the
+        connection's reader notes the acks it recognises there itself (``quick_ack``)."""
+        numbered = self._numbered
+        return numbered.acks if numbered is not None else None
 
     def on_tell_failed(self, message: Any, exc: Exception) -> None:
         # Hooks are already fenced; this is a bug of ours. Close rather than die silently.
@@ -208,7 +225,7 @@ class ParticipantActor(TellOnlyActor):
         if numbered is None:
             return None
         max_bytes = self.conn.options.outbox_max_bytes
-        return NumberedJoin(numbered.last_seq, numbered.order, max_bytes)
+        return NumberedJoin(numbered.last_seq, numbered.order, max_bytes, numbered.acks)
 
     @handles(m.FirstFrameLate)
     def _first_frame_late(self, _message: m.FirstFrameLate) -> None:
@@ -239,12 +256,11 @@ class ParticipantActor(TellOnlyActor):
         except BadEnvelope as bad:
             self.conn.push(OutFrame(error_frame("bad_envelope", str(bad))))
             return
-        if isinstance(item, Ack):
-            assert self._ticket is not None
-            self._tell_room(m.Ack(self.pid, self._ticket.gen, item.seq))
-            return
         numbered = self._numbered
         assert numbered is not None
+        if isinstance(item, Ack):
+            numbered.acks.note(item.seq)  # one the reader did not recognise (quick_ack)
+            return
         order = numbered.order
         verdict = order.check(item.cseq)
         if verdict is Verdict.GAP:

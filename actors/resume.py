@@ -28,6 +28,7 @@ __all__ = [
     "RESUMED",
     "RESUME_PROTOCOL",
     "Ack",
+    "ClientAcks",
     "InboundOrder",
     "Numbered",
     "NumberedJoin",
@@ -36,6 +37,7 @@ __all__ = [
     "ResumeRefusal",
     "Verdict",
     "ack_frame",
+    "quick_ack",
     "read_numbered",
     "read_resume",
     "resumed_frame",
@@ -75,16 +77,35 @@ class Replay(Generic[F]):
     first_seq: int = 1
 
 
+class _Gap:
+    """Seqs lost between two frames a log kept (it was full, then acks made room again)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+
 class OutboundLog(Generic[F]):
     """One membership's outbound sequence: numbers each frame and keeps the unacknowledged ones.
 
     Bounded by ``max_frames`` and ``max_bytes`` (``size_of`` gives a frame's bytes); ``append``
     refuses a frame past either bound, and the last ``seq`` so lost is remembered, so a later
     resume from before it is answered ``overflow`` instead of replaying a stream with a hole.
+
+    The frames are kept as they are (a broadcast's one shared frame), in a deque without their
+    ``seq``: the sequence is contiguous, so the first frame's ``seq`` gives every other's. What
+    breaks that (frames lost, then acks made room for more) is marked by one ``_Gap`` where the
+    hole is; the usual log has none. So keeping a frame costs one slot of the deque and no
+    object of its own: nothing per delivery for the garbage collector to track.
     """
 
     __slots__ = (
-        "_entries",
+        "_count",
+        "_first",
+        "_gaps",
+        "_items",
+        "_lost_run",
         "_size",
         "_size_of",
         "acked",
@@ -98,7 +119,12 @@ class OutboundLog(Generic[F]):
         self.max_frames = max_frames
         self.max_bytes = max_bytes
         self._size_of = size_of
-        self._entries: deque[tuple[int, F]] = deque()
+        # Frames and, rarely, _Gap markers; never a marker first or last.
+        self._items: deque[Any] = deque()
+        self._count = 0  # the frames in _items
+        self._first = 1  # the seq of _items[0], when there is one
+        self._gaps = 0  # the markers in _items
+        self._lost_run = 0  # seqs lost since the last frame kept (a marker to come)
         self._size = 0
         self.next_seq = 1
         self.acked = 0  # the highest seq the client acknowledged
@@ -108,14 +134,22 @@ class OutboundLog(Generic[F]):
         """Number ``frame`` and keep it until acknowledged; None (nothing kept, and the
         sequence now has a gap) when the log is full."""
         seq = self.next_seq
-        self.next_seq += 1
+        self.next_seq = seq + 1
         size = self._size_of(frame)
-        if len(self._entries) >= self.max_frames or (
-            self._entries and self._size + size > self.max_bytes
-        ):
+        count = self._count
+        if count >= self.max_frames or (count and self._size + size > self.max_bytes):
             self.lost_upto = seq
+            if count:
+                self._lost_run += 1
             return None
-        self._entries.append((seq, frame))
+        if not count:
+            self._first = seq
+        elif self._lost_run:
+            self._items.append(_Gap(self._lost_run))
+            self._gaps += 1
+            self._lost_run = 0
+        self._items.append(frame)
+        self._count = count + 1
         self._size += size
         return seq
 
@@ -127,11 +161,60 @@ class OutboundLog(Generic[F]):
         if seq <= self.acked:
             return True
         self.acked = seq
-        entries = self._entries
-        while entries and entries[0][0] <= seq:
-            _, frame = entries.popleft()
-            self._size -= self._size_of(frame)
+        if self._gaps:
+            self._let_go_gapped(seq)
+            return True
+        drop = seq - self._first + 1
+        if drop <= 0 or not self._count:
+            return True
+        items = self._items
+        if drop >= self._count:
+            items.clear()
+            self._count = 0
+            self._size = 0
+            self._lost_run = 0
+            return True
+        size_of = self._size_of
+        size = self._size
+        for _ in range(drop):
+            size -= size_of(items.popleft())
+        self._size = size
+        self._count -= drop
+        self._first += drop
         return True
+
+    def _let_go_gapped(self, seq: int) -> None:
+        # ack() past a hole: walk the items, markers and all (rare, and at most max_frames).
+        items = self._items
+        first = self._first
+        while items:
+            item = items[0]
+            if type(item) is _Gap:
+                items.popleft()
+                first += item.count
+                self._gaps -= 1
+                continue
+            if first > seq:
+                break
+            items.popleft()
+            self._size -= self._size_of(item)
+            self._count -= 1
+            first += 1
+        self._first = first
+        if not items:
+            self._lost_run = 0
+
+    def _entries(self) -> list[tuple[int, F]]:
+        # The frames kept with their seq, oldest first (for the rare paths: a resume, a flush).
+        out: list[tuple[int, F]] = []
+        seq = self._first
+        for item in self._items:
+            if type(item) is _Gap:
+                seq += item.count
+            else:
+                out.append((seq, item))
+                seq += 1
+        return out
 
     def resume(self, last_seq: int) -> Replay[F]:
         """A reconnect says it saw everything up to ``last_seq``: what to send again, in order.
@@ -141,44 +224,83 @@ class OutboundLog(Generic[F]):
         """
         if last_seq < 0 or last_seq >= self.next_seq:
             return Replay(
-                False, tuple(self._entries), ResumeRefusal.UNKNOWN, first_seq=self.first_seq
+                False, tuple(self._entries()), ResumeRefusal.UNKNOWN, first_seq=self.first_seq
             )
         floor = max(self.acked, self.lost_upto)
         if last_seq >= floor:
             self.ack(last_seq)
-            return Replay(True, tuple(self._entries), first_seq=last_seq + 1)
+            return Replay(True, tuple(self._entries()), first_seq=last_seq + 1)
         # Lost for want of room, or acknowledged and let go: the client cannot have them. What
         # is kept before the last hole is let go too, so the stream goes on without one.
         self.ack(floor)
-        return Replay(False, tuple(self._entries), ResumeRefusal.OVERFLOW, first_seq=floor + 1)
+        return Replay(False, tuple(self._entries()), ResumeRefusal.OVERFLOW, first_seq=floor + 1)
 
     def after(self, seq: int) -> list[tuple[int, F]]:
         """The frames kept with a ``seq`` past ``seq``, in order."""
-        return [entry for entry in self._entries if entry[0] > seq]
+        if not self._gaps:
+            first = self._first
+            skip = max(seq - first + 1, 0)
+            return [(first + i, frame) for i, frame in enumerate(self._items) if i >= skip]
+        return [entry for entry in self._entries() if entry[0] > seq]
 
     def restart(self) -> None:
         """Number the frames kept again from 1 (a client starting afresh): the gaps go."""
-        self._entries = deque((i, frame) for i, (_, frame) in enumerate(self._entries, 1))
-        self.next_seq = len(self._entries) + 1
+        if self._gaps:
+            self._items = deque(self.frames())
+            self._gaps = 0
+        self._first = 1
+        self._lost_run = 0
+        self.next_seq = self._count + 1
         self.acked = 0
         self.lost_upto = 0
 
     def frames(self) -> list[F]:
         """The frames kept, oldest first."""
-        return [frame for _, frame in self._entries]
+        if not self._gaps:
+            return list(self._items)
+        return [item for item in self._items if type(item) is not _Gap]
 
     @property
     def first_seq(self) -> int:
         """The oldest ``seq`` kept, or the next one when nothing is."""
-        return self._entries[0][0] if self._entries else self.next_seq
+        return self._first if self._count else self.next_seq
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._count
 
     @property
     def size(self) -> int:
         """The bytes of the frames kept."""
         return self._size
+
+
+class ClientAcks:
+    """What the client of one resume connection has acknowledged, on its way to the room.
+
+    A handover by reference, like ``InboundOrder``: the connection's reader (or its
+    participant, for an ack not written the usual way) records the highest ``seq`` acknowledged;
+    the room actor takes it (and resets it) before it next numbers a frame for the member, and
+    when the connection stops being the member's current one. Acks are cumulative, so many of
+    them between two looks cost the room one ``OutboundLog.ack``, and none costs a message.
+    Both sides run in greenlets of one thread and neither yields between reading and writing
+    ``pending``, so no update is lost.
+    """
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending = 0  # the highest seq acknowledged since the room last took it (0: none)
+
+    def note(self, seq: int) -> None:
+        """The client acknowledged everything up to ``seq``."""
+        if seq > self.pending:
+            self.pending = seq
+
+    def take(self) -> int:
+        """The highest ``seq`` noted since the last call (0: none)."""
+        seq = self.pending
+        self.pending = 0
+        return seq
 
 
 class Verdict(enum.Enum):
@@ -214,11 +336,13 @@ class InboundOrder:
 @attrs.frozen
 class NumberedJoin:
     """What a resume connection brings to its join: the ``last_seq`` it asks to resume from
-    (None: it starts afresh), its participant's ``InboundOrder``, and the log's byte bound."""
+    (None: it starts afresh), its participant's ``InboundOrder``, the log's byte bound, and
+    the cell its client's acks arrive in."""
 
     last_seq: int | None
     inbound: InboundOrder
     max_bytes: int
+    acks: ClientAcks = attrs.field(factory=ClientAcks)
 
 
 # -- the protocol's frames ------------------------------------------------------------------
@@ -279,6 +403,27 @@ def read_numbered(text: str) -> Ack | Numbered:
         return Numbered(cseq, envelope_of(obj))
     except BadEnvelope as bad:
         return Numbered(cseq, bad)
+
+
+_ACK_HEAD = '{"type":"wsroom.ack","payload":{"seq":'
+_ACK_TAIL = "}}"
+_ACK_DIGITS = len(_ACK_HEAD) + 18  # past 18 digits (or any other spelling): read_numbered's
+
+
+def quick_ack(text: str) -> int | None:
+    """The ``seq`` of an ack written as wsroom.js and the Python client write it (compact JSON,
+    keys in that order), read without a JSON decoder; None for any other text, which goes the
+    full way (``read_numbered``, in the participant). The reader of a resume connection calls
+    it on every frame after the first, so it costs a prefix comparison for anything else."""
+    if not text.startswith(_ACK_HEAD) or not text.endswith(_ACK_TAIL):
+        return None
+    if len(text) > _ACK_DIGITS + len(_ACK_TAIL):
+        return None
+    digits = text[len(_ACK_HEAD) : -len(_ACK_TAIL)]
+    # JSON's integers: ASCII digits, no sign, no leading zero.
+    if not (digits.isascii() and digits.isdigit()) or (digits[0] == "0" and len(digits) > 1):
+        return None
+    return int(digits)
 
 
 def ack_frame(cseq: int) -> OutFrame:

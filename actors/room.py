@@ -240,10 +240,6 @@ class RoomActor(GeventActor):
             dropped.extend(pid for pid, conn in numbered if not conn.kept)
         return BroadcastReport(sent=sent, queued=queued, dropped=tuple(dropped))
 
-    @handles(m.Ack)
-    def _ack(self, msg: m.Ack) -> None:
-        self.state.ack(msg.pid, msg.gen, msg.seq)
-
     def _overflowed(self) -> None:
         # Resume members that lost a frame while still connected (their backlog being
         # flushed): a hole in a live stream is not allowed, so they go as slow consumers and

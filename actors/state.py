@@ -24,7 +24,7 @@ from wsroom.errors import (
 from wsroom.types import Delivery, ParticipantID, Presence, ReconnectPolicy
 from wsroom.wire import OutFrame, numbered
 
-from .resume import InboundOrder, NumberedJoin, OutboundLog, Replay, ResumeRefusal
+from .resume import ClientAcks, InboundOrder, NumberedJoin, OutboundLog, Replay, ResumeRefusal
 
 __all__ = ["JoinTicket", "Leave", "LogQueue", "Member", "NumberedSink", "OfflineQueue", "RoomState"]
 
@@ -98,6 +98,7 @@ class Member(Generic[C]):
     pushed: int = 0  # the highest seq handed to the current connection
     handled: int = 0  # the highest cseq handed to on_message when the last connection stopped
     inbound: InboundOrder | None = None  # the current connection's (see RoomState.begin_join)
+    acks: ClientAcks | None = None  # the current connection's client's acks, not yet applied
 
     @property
     def presence(self) -> Presence:
@@ -121,6 +122,9 @@ class LogQueue:
         self.on_loss = on_loss
 
     def offer(self, item: Frame) -> bool:
+        acks = self.member.acks
+        if acks is not None and acks.pending:
+            self.log.ack(acks.take())
         if self.log.append(item) is not None:
             return True
         if self.member.conn is not None:
@@ -134,33 +138,44 @@ class LogQueue:
 
 class NumberedSink:
     """What the fan-out loop holds for a live resume member instead of its connection: ``push``
-    numbers the shared frame in the member's log and writes it stamped with its ``seq``
-    (``numbered``: a splice, no JSON encoding). The loop stays the plain one; only resume
-    members pay for numbering.
+    first applies the acks its client sent since the last frame (``ClientAcks``), numbers the
+    shared frame in the member's log (which keeps the shared frame itself) and hands it to the
+    connection with its ``seq``. A connection with ``push_numbered`` (the transport's) builds
+    the stamped bytes only to write them (``numbered_wire``: a splice, no JSON encoding);
+    another is pushed a ``NumberedFrame``. The loop stays the plain one; only resume members
+    pay for numbering.
 
     A full log is a slow consumer: the connection is closed with 4008 and ``push`` answers
     False, like a full outbox; ``kept`` says whether the frame made it into the log.
     """
 
-    __slots__ = ("conn", "kept", "member")
+    __slots__ = ("_push", "acks", "conn", "kept", "member")
 
     def __init__(self, conn: Any, member: Member[Any]) -> None:
         self.conn = conn
         self.member = member
         self.kept = True
+        self.acks = member.acks if member.acks is not None else ClientAcks()
+        push = getattr(conn, "push_numbered", None)
+        self._push: Callable[[OutFrame, int], bool] = (
+            push if push is not None else lambda frame, seq: bool(conn.push(numbered(frame, seq)))
+        )
 
     def push(self, frame: OutFrame) -> bool:
         member = self.member
-        assert member.log is not None
-        seq = member.log.append(frame)
+        log = member.log
+        assert log is not None
+        acks = self.acks
+        if acks.pending:
+            log.ack(acks.take())
+        seq = log.append(frame)
         if seq is None:
             self.kept = False
             self.conn.close(4008, "slow consumer")
             return False
         self.kept = True
         member.pushed = seq
-        push: bool = self.conn.push(numbered(frame, seq))
-        return push
+        return self._push(frame, seq)
 
     def offer(self, frame: OutFrame) -> bool:
         # A backlog's frames, already numbered: the log has them.
@@ -290,6 +305,9 @@ class RoomState(Generic[C]):
         else:
             known = not fresh
         member.inbound = resume.inbound
+        # What the cell holds now came before the hub's answer: no ack of this stream.
+        resume.acks.take()
+        member.acks = resume.acks
         member.sink = NumberedSink(member.conn, member)
         answer: Replay[Any] | None
         if last is None:
@@ -319,14 +337,21 @@ class RoomState(Generic[C]):
         member.queue = queue
         member.log = None
         member.sink = None
+        member.acks = None
         member.handled = 0
 
     def _stop_inbound(self, member: Member[C]) -> None:
         # The connection stops being the member's current one: what its participant handed on
-        # is final (it hands on nothing once the server closed the connection, or it ended).
+        # is final (it hands on nothing once the server closed the connection, or it ended),
+        # and so are the acks its client sent (read before the end, or before the replacement).
         if member.inbound is not None:
             member.handled = member.inbound.handled
             member.inbound = None
+        acks = member.acks
+        if acks is not None:
+            member.acks = None
+            if acks.pending and member.log is not None:
+                member.log.ack(acks.take())
 
     def ack(self, pid: ParticipantID, gen: int, seq: int) -> None:
         """Connection ``gen`` of ``pid`` acknowledged every numbered frame up to ``seq``; an ack

@@ -280,3 +280,32 @@ def test_frames_that_break_the_protocol(make_live: Any) -> None:
     assert recv_json(ws)["payload"]["code"] == "bad_cseq"
     assert read_close(ws) == (1008, "cseq out of order")
     assert ups(live) == []
+
+
+def test_acks_make_room_in_the_log_however_they_are_written(make_live: Any) -> None:
+    # The reader takes the usual compact ack itself; any other valid spelling goes through the
+    # participant. Either way the acknowledged frames leave the log (4 at most here).
+    live = make_live(grace=30, queued=4)
+    ws, _ = rconnect(live, "a")
+    joined(live, "a")
+    seq = 0
+    for ack in (
+        '{"type":"wsroom.ack","payload":{"seq":%d}}',
+        '{"type": "wsroom.ack", "payload": {"seq": %d}}',
+        '{"payload":{"seq":%d},"type":"wsroom.ack"}',
+    ):
+        for n in range(4):
+            assert live.hub.send_to("r", "a", wsroom.Envelope("down", n)) is wsroom.Delivery.SENT
+        assert [recv_json(ws)["seq"] for _ in range(4)] == list(range(seq + 1, seq + 5))
+        seq += 4
+        ws.send(ack % seq)
+        # The frames of one connection are read in order: once this one is answered, the ack
+        # before it has been noted.
+        send_n(ws, seq // 4, "after the ack")
+        assert recv_json(ws) == {"type": "wsroom.ack", "payload": {"cseq": seq // 4}}
+    for n in range(4):
+        assert live.hub.send_to("r", "a", wsroom.Envelope("down", n)) is wsroom.Delivery.SENT
+    with pytest.raises(wsroom.ParticipantOffline):  # no ack this time: no room for a fifth
+        live.hub.send_to("r", "a", wsroom.Envelope("down", 4))
+    assert [recv_json(ws)["seq"] for _ in range(4)] == list(range(seq + 1, seq + 5))
+    assert read_close(ws) == (4008, "slow consumer")

@@ -22,7 +22,7 @@ from wsproto.events import BytesMessage, Ping, TextMessage
 from wsproto.events import CloseConnection as CloseEvent
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from wsroom.wire import PLAIN_PROTOCOL, RESUME_PROTOCOL, OutFrame
+from wsroom.wire import PLAIN_PROTOCOL, RESUME_PROTOCOL, OutFrame, numbered, numbered_wire
 
 from ._gevent_socket import raw_socket
 from ._simple_websocket import ServerSocket
@@ -192,6 +192,16 @@ class Connection:
             return True
         self.close(*_SLOW_CONSUMER)
         return False
+
+    def push_numbered(self, frame: OutFrame, seq: int) -> bool:
+        """``push`` for a resume connection (contract §7): ``frame`` stamped with its ``seq``.
+
+        Written at once, the stamped bytes are built only to be written (``numbered_wire``);
+        a frame that must wait in the outbox waits as a ``NumberedFrame`` of its own.
+        """
+        if self._direct and self._write_now(numbered_wire(frame, seq)):
+            return True
+        return self.push(numbered(frame, seq))
 
     def close(self, code: int, reason: str = "", linger: float | None = None) -> None:
         """Ask for a close with ``code``: the writer sends the close frame after the frame it is

@@ -16,6 +16,7 @@ import pykka
 
 from wsroom.actors import messages as m
 from wsroom.actors.participant import ParticipantActor
+from wsroom.actors.resume import quick_ack
 from wsroom.errors import HandshakeRejected, HubStopped, MissingParticipantID, ResolverRejected
 from wsroom.hooks import HookSet, Resolver
 from wsroom.types import Identity, ParticipantID, RoomID
@@ -118,7 +119,27 @@ def _run(
             window.release()
             conn.close(1001, "hub stopped")
 
-    code, reason = conn.run(on_text)
+    acks = participant.client_acks
+    if acks is None:
+        code, reason = conn.run(on_text)
+    else:
+        first = [True]
+
+        def on_numbered_text(text: str) -> None:
+            # A resume connection's acks go straight to the room's cell (contract §7): no
+            # window slot, no participant greenlet, no message. The first frame is always the
+            # participant's (a resume, or an ack of nothing that starts afresh); so is an ack
+            # written some other way.
+            if first[0]:
+                first[0] = False
+            else:
+                seq = quick_ack(text)
+                if seq is not None:
+                    acks.note(seq)
+                    return
+            on_text(text)
+
+        code, reason = conn.run(on_numbered_text)
     try:
         participant.tell(m.Ended(code, reason))
     except pykka.ActorDeadError:

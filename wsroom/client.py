@@ -704,7 +704,9 @@ class RoomClient:
                 return
             self._ack_sent = done
         try:
-            ws.send(json.dumps({"type": "wsroom.ack", "payload": {"seq": done}}))
+            # Compact, as wsroom.js writes it: the hub's reader takes such an ack by itself.
+            ack = {"type": "wsroom.ack", "payload": {"seq": done}}
+            ws.send(json.dumps(ack, separators=(",", ":")))
         except (OSError, websocket.WebSocketException):
             pass
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
 import re
+from typing import Any
 
 import pytest
 
@@ -15,13 +17,14 @@ from wsroom.actors.resume import (
     Replay,
     ResumeRefusal,
     Verdict,
+    quick_ack,
     read_numbered,
     read_resume,
     resumed_frame,
 )
 from wsroom.envelope import Envelope
 from wsroom.errors import BadEnvelope
-from wsroom.wire import OutFrame, frame_of, numbered
+from wsroom.wire import OutFrame, frame_of, numbered, numbered_wire
 
 
 def log(max_frames: int = 4, max_bytes: int = 1000) -> OutboundLog[str]:
@@ -189,3 +192,127 @@ def test_the_resumed_answer_says_what_the_hub_has_of_the_client() -> None:
         "first_seq": 1,
         "cseq": 0,
     }
+
+
+def test_the_usual_ack_is_read_without_a_decoder_and_anything_else_goes_the_full_way() -> None:
+    for seq in (0, 7, 123_456_789, 10**17):
+        text = json.dumps({"type": "wsroom.ack", "payload": {"seq": seq}}, separators=(",", ":"))
+        assert quick_ack(text) == seq
+    for text in (
+        '{"type": "wsroom.ack", "payload": {"seq": 3}}',  # spaces: valid, for read_numbered
+        '{"payload":{"seq":3},"type":"wsroom.ack"}',  # another key order: likewise
+        '{"type":"wsroom.ack","payload":{"seq":3},"x":1}',
+        '{"type":"wsroom.ack","payload":{"seq":03}}',  # not JSON
+        '{"type":"wsroom.ack","payload":{"seq":-1}}',
+        '{"type":"wsroom.ack","payload":{"seq":+1}}',
+        '{"type":"wsroom.ack","payload":{"seq":1.0}}',
+        '{"type":"wsroom.ack","payload":{"seq":1e3}}',
+        '{"type":"wsroom.ack","payload":{"seq":"3"}}',
+        '{"type":"wsroom.ack","payload":{"seq":}}',
+        '{"type":"wsroom.ack","payload":{"seq":\u0661}}',  # a digit, but not ASCII
+        '{"type":"wsroom.ack","payload":{"seq":1234567890123456789}}',  # past 18 digits
+        '{"type":"wsroom.ack","payload":{"seq":3}} ',
+        '{"type":"wsroom.acks","payload":{"seq":3}}',
+        '{"type":"chat","payload":{"seq":3},"cseq":1}',
+    ):
+        assert quick_ack(text) is None, text
+    # What it leaves is still read, or refused, by the full reader.
+    assert read_numbered('{"type": "wsroom.ack", "payload": {"seq": 3}}') == Ack(3)
+    assert read_numbered('{"type":"wsroom.ack","payload":{"seq":1234567890123456789}}') == Ack(
+        1234567890123456789
+    )
+
+
+class _ModelLog:
+    """The outbound log as first written (each frame kept with its seq): the reference the
+    log with implicit seqs and gap markers must agree with."""
+
+    def __init__(self, max_frames: int, max_bytes: int) -> None:
+        self.max_frames, self.max_bytes = max_frames, max_bytes
+        self.entries: list[tuple[int, str]] = []
+        self.next_seq, self.acked, self.lost_upto = 1, 0, 0
+
+    def size(self) -> int:
+        return sum(len(f) for _, f in self.entries)
+
+    def append(self, frame: str) -> int | None:
+        seq = self.next_seq
+        self.next_seq += 1
+        if len(self.entries) >= self.max_frames or (
+            self.entries and self.size() + len(frame) > self.max_bytes
+        ):
+            self.lost_upto = seq
+            return None
+        self.entries.append((seq, frame))
+        return seq
+
+    def ack(self, seq: int) -> bool:
+        if seq >= self.next_seq or seq < 0:
+            return False
+        if seq > self.acked:
+            self.acked = seq
+            self.entries = [e for e in self.entries if e[0] > seq]
+        return True
+
+    def resume(self, last_seq: int) -> tuple[bool, tuple[tuple[int, str], ...], Any, int]:
+        if last_seq < 0 or last_seq >= self.next_seq:
+            first = self.entries[0][0] if self.entries else self.next_seq
+            return False, tuple(self.entries), ResumeRefusal.UNKNOWN, first
+        floor = max(self.acked, self.lost_upto)
+        if last_seq >= floor:
+            self.ack(last_seq)
+            return True, tuple(self.entries), None, last_seq + 1
+        self.ack(floor)
+        return False, tuple(self.entries), ResumeRefusal.OVERFLOW, floor + 1
+
+    def restart(self) -> None:
+        self.entries = [(i, f) for i, (_, f) in enumerate(self.entries, 1)]
+        self.next_seq, self.acked, self.lost_upto = len(self.entries) + 1, 0, 0
+
+
+def test_the_log_agrees_with_a_log_that_keeps_each_seq_through_losses_and_holes() -> None:
+    rng = random.Random(20_10)
+    for bounds in ((0, 100), (1, 100), (3, 100), (5, 9), (8, 1000)):
+        out, model = log(*bounds), _ModelLog(*bounds)
+        for step in range(3000):
+            op = rng.random()
+            if op < 0.55:
+                frame = "x" * rng.randint(1, 4)
+                assert out.append(frame) == model.append(frame), step
+            elif op < 0.8:
+                seq = rng.randint(-1, model.next_seq + 1)
+                if rng.random() < 0.7:  # mostly acks of what was sent, in order
+                    seq = rng.randint(model.acked, model.next_seq - 1)
+                assert out.ack(seq) == model.ack(seq), step
+            elif op < 0.9:
+                seq = rng.randint(-1, model.next_seq + 1)
+                got = out.resume(seq)
+                assert (got.ok, got.frames, got.reason, got.first_seq) == model.resume(seq), step
+            elif op < 0.92:
+                out.restart()
+                model.restart()
+            else:
+                seq = rng.randint(0, model.next_seq)
+                assert out.after(seq) == [e for e in model.entries if e[0] > seq], step
+            assert (out.next_seq, out.acked, out.lost_upto) == (
+                model.next_seq,
+                model.acked,
+                model.lost_upto,
+            ), step
+            assert len(out) == len(model.entries) and out.size == model.size(), step
+            assert out.frames() == [f for _, f in model.entries], step
+            first = model.entries[0][0] if model.entries else model.next_seq
+            assert out.first_seq == first, step
+
+
+def test_the_stamped_bytes_are_a_frame_of_their_own_whatever_the_header() -> None:
+    # Payload sizes around the header's steps (126 and 65,536 bytes), before and after the seq.
+    for n in (0, 90, 110, 117, 118, 119, 125, 65_500, 65_520, 65_526, 65_530):
+        frame = OutFrame('{"type":"t","payload":"%s"}' % ("y" * n))
+        for seq in (1, 9, 10, 99, 100, 123_456, 10**15):
+            expected = OutFrame(f'{frame.text[:-1]},"seq":{seq}}}')
+            assert numbered_wire(frame, seq) == expected.wire, (n, seq)
+            stamped = numbered(frame, seq)
+            assert stamped.wire == expected.wire and stamped.size == expected.size
+            assert stamped.text == expected.text and stamped.seq == seq
+        assert frame.wire == OutFrame(frame.text).wire  # the shared frame is untouched

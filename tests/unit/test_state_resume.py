@@ -239,3 +239,50 @@ def test_a_held_flush_goes_on_from_where_the_outbox_filled() -> None:
     assert send(state, "a", 4) is Delivery.QUEUED  # behind the backlog, numbered 5
     rest = state.complete_join(P("a"), ticket2.gen)
     assert rest is not None and [f.seq for f in rest] == [3, 4, 5]
+
+
+def test_acks_noted_for_a_connection_make_room_before_its_next_frame() -> None:
+    state, _ = make_state(queued=4)
+    conn = FakeConn()
+    _, _, nj = numbered_join(state, "a", conn)
+    for n in range(4):
+        assert send(state, "a", n) is True
+    nj.acks.note(3)
+    nj.acks.note(2)  # older news changes nothing: acks are cumulative
+    for n in range(4, 7):
+        assert send(state, "a", n) is True  # 3 let go: room for 5, 6, 7
+    assert send(state, "a", 7) is False and conn.closed == 4008  # 8: no ack made room
+    assert conn.seqs() == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_acks_noted_before_a_disconnect_or_a_replacement_count_and_later_ones_do_not() -> None:
+    state, _ = make_state(queued=8)
+    ticket, _, nj = numbered_join(state, "a", FakeConn())
+    for n in range(4):
+        send(state, "a", n)
+    nj.acks.note(2)  # read just before the connection ended
+    state.disconnect(P("a"), ticket.gen, 1006, "")
+    nj.acks.note(4)  # after it: not the member's connection any more
+    ticket2, _, nj2 = numbered_join(state, "a", conn2 := FakeConn(), last_seq=1)
+    answer = ticket2.answer
+    assert answer is not None and answer.reason is ResumeRefusal.OVERFLOW  # 2 was acknowledged
+    assert answer.first_seq == 3 and conn2.seqs() == [3, 4]
+    nj2.acks.note(3)
+    ticket3 = state.begin_join(P("a"), FakeConn(), nj3 := resume(3))  # replaces conn2
+    assert ticket3.replaced is conn2 and ticket3.answer is not None and ticket3.answer.ok
+    nj2.acks.note(4)  # the replaced connection's, late: ignored
+    log = state.members[P("a")].log
+    assert log is not None and log.acked == 3 and len(log) == 1
+    assert nj3.acks.pending == 0
+
+
+def test_an_ack_noted_before_the_hubs_answer_counts_for_nothing() -> None:
+    state, _ = make_state(queued=8)
+    nj = resume(None)
+    nj.acks.note(5)  # the client cannot have seen anything of this stream yet
+    ticket = state.begin_join(P("a"), FakeConn(), nj)
+    state.complete_join(P("a"), ticket.gen)
+    for n in range(6):
+        send(state, "a", n)
+    log = state.members[P("a")].log
+    assert log is not None and log.acked == 0 and len(log) == 6
