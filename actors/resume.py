@@ -130,12 +130,14 @@ class OutboundLog(Generic[F]):
         self.acked = 0  # the highest seq the client acknowledged
         self.lost_upto = 0  # the last seq dropped for want of room (0: none)
 
-    def append(self, frame: F) -> int | None:
+    def append(self, frame: F, size: int | None = None) -> int | None:
         """Number ``frame`` and keep it until acknowledged; None (nothing kept, and the
-        sequence now has a gap) when the log is full."""
+        sequence now has a gap) when the log is full. ``size``: ``size_of(frame)``, when the
+        caller has it at hand (it saves a call per delivery)."""
         seq = self.next_seq
         self.next_seq = seq + 1
-        size = self._size_of(frame)
+        if size is None:
+            size = self._size_of(frame)
         count = self._count
         if count >= self.max_frames or (count and self._size + size > self.max_bytes):
             self.lost_upto = seq

@@ -149,11 +149,14 @@ class NumberedSink:
     False, like a full outbox; ``kept`` says whether the frame made it into the log.
     """
 
-    __slots__ = ("_push", "acks", "conn", "kept", "member")
+    __slots__ = ("_push", "acks", "conn", "kept", "log", "member")
 
     def __init__(self, conn: Any, member: Member[Any]) -> None:
+        if member.log is None:
+            raise ValueError("a NumberedSink is for a member with a log")
         self.conn = conn
         self.member = member
+        self.log: OutboundLog[Any] = member.log  # a member's log is made once, before its sink
         self.kept = True
         self.acks = member.acks if member.acks is not None else ClientAcks()
         push = getattr(conn, "push_numbered", None)
@@ -162,20 +165,19 @@ class NumberedSink:
         )
 
     def push(self, frame: OutFrame) -> bool:
-        member = self.member
-        log = member.log
-        assert log is not None
         acks = self.acks
         if acks.pending:
-            log.ack(acks.take())
-        seq = log.append(frame)
+            self.log.ack(acks.take())
+        seq = self.log.append(frame, frame.size)
         if seq is None:
             self.kept = False
             self.conn.close(4008, "slow consumer")
             return False
-        self.kept = True
-        member.pushed = seq
-        return self._push(frame, seq)
+        self.member.pushed = seq
+        if self._push(frame, seq):
+            return True
+        self.kept = True  # read only after a refusal: in the log, the outbox was full
+        return False
 
     def offer(self, frame: OutFrame) -> bool:
         # A backlog's frames, already numbered: the log has them.

@@ -199,7 +199,16 @@ class Connection:
         Written at once, the stamped bytes are built only to be written (``numbered_wire``);
         a frame that must wait in the outbox waits as a ``NumberedFrame`` of its own.
         """
-        if self._direct and self._write_now(numbered_wire(frame, seq)):
+        if self._direct:
+            # _write_now's steps, inline: this runs once per member of every broadcast.
+            data = numbered_wire(frame, seq)
+            try:
+                sent = self._raw.send(data)
+            except OSError:  # full (BlockingIOError), or broken: the writer will find out
+                return self.push(numbered(frame, seq))
+            if sent < len(data):
+                self._partial = memoryview(data)[sent:]
+                self._wake_writer()
             return True
         return self.push(numbered(frame, seq))
 

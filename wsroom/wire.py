@@ -38,7 +38,7 @@ class OutFrame:
     negotiated no extension: a broadcast builds them once and each socket writes the same bytes.
     """
 
-    __slots__ = ("_heads", "size", "text", "wire")
+    __slots__ = ("_heads", "_last", "_last_seq", "size", "text", "wire")
 
     def __init__(self, text: str) -> None:
         data = text.encode()
@@ -53,8 +53,11 @@ class OutFrame:
         self.size = n
         self.wire = header + data
         # For numbered_wire: this frame's header and bytes without the final brace, by the
-        # length of the ``,"seq":n}`` to follow (made on first use, shared by every member).
+        # length of the ``,"seq":n}`` to follow (made on first use, shared by every member),
+        # and the last stamped bytes it made, with their seq.
         self._heads: dict[int, bytes] | None = None
+        self._last_seq = 0
+        self._last = b""
 
     @staticmethod
     def size_of(frame: OutFrame) -> int:
@@ -117,16 +120,24 @@ def _head(frame: OutFrame, suffix: int) -> bytes:
 def numbered_wire(frame: OutFrame, seq: int) -> bytes:
     """The bytes of ``frame`` with ``"seq": seq`` as its last key, for a resume connection's
     socket (contract §7): the shared head (built once per frame and suffix length) and the
-    member's own ``,"seq":n}``, one concatenation per member and no JSON encoding.
+    member's own ``,"seq":n}``, one concatenation and no JSON encoding.
+
+    The frame keeps the last bytes it made: members that joined together count alike, and the
+    fan-out meets them one after another (the room's live members are in join order), so a
+    broadcast to them makes one set of bytes, as for plain members.
 
     Every ``OutFrame`` holds one JSON object, so its last character is the closing brace.
     """
+    if seq == frame._last_seq:
+        return frame._last
     suffix = b',"seq":%d}' % seq
     heads = frame._heads
     head = heads.get(len(suffix)) if heads is not None else None
     if head is None:
         head = _head(frame, len(suffix))
-    return head + suffix
+    data = frame._last = head + suffix
+    frame._last_seq = seq
+    return data
 
 
 def numbered(frame: OutFrame, seq: int) -> NumberedFrame:
@@ -139,4 +150,6 @@ def numbered(frame: OutFrame, seq: int) -> NumberedFrame:
     out.wire = data
     out.seq = seq
     out._heads = None
+    out._last_seq = 0
+    out._last = b""
     return out

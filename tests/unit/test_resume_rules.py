@@ -316,3 +316,9 @@ def test_the_stamped_bytes_are_a_frame_of_their_own_whatever_the_header() -> Non
             assert stamped.wire == expected.wire and stamped.size == expected.size
             assert stamped.text == expected.text and stamped.seq == seq
         assert frame.wire == OutFrame(frame.text).wire  # the shared frame is untouched
+    # Members that count alike share one set of bytes; the others get their own, right.
+    frame = OutFrame('{"type":"t","payload":1}')
+    first = numbered_wire(frame, 5)
+    assert numbered_wire(frame, 5) is first
+    for seq in (6, 5, 100, 5):
+        assert numbered_wire(frame, seq) == OutFrame(f'{frame.text[:-1]},"seq":{seq}}}').wire
