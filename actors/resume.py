@@ -106,13 +106,13 @@ class OutboundLog(Generic[F]):
         "_gaps",
         "_items",
         "_lost_run",
+        "_next",
         "_size",
         "_size_of",
         "acked",
         "lost_upto",
         "max_bytes",
         "max_frames",
-        "next_seq",
     )
 
     def __init__(self, max_frames: int, max_bytes: int, size_of: Callable[[F], int]) -> None:
@@ -126,16 +126,29 @@ class OutboundLog(Generic[F]):
         self._gaps = 0  # the markers in _items
         self._lost_run = 0  # seqs lost since the last frame kept (a marker to come)
         self._size = 0
-        self.next_seq = 1
+        self._next = 1  # the seq the next frame gets
         self.acked = 0  # the highest seq the client acknowledged
         self.lost_upto = 0  # the last seq dropped for want of room (0: none)
+
+    @property
+    def next_seq(self) -> int:
+        """The ``seq`` the next frame gets."""
+        return self._next
+
+    @next_seq.setter
+    def next_seq(self, seq: int) -> None:
+        # Moved on from outside (a sequence continued from elsewhere, seqs lost there): the
+        # seqs skipped after a kept frame are a hole, marked before the next frame kept.
+        if self._count and seq > self._next:
+            self._lost_run += seq - self._next
+        self._next = seq
 
     def append(self, frame: F, size: int | None = None) -> int | None:
         """Number ``frame`` and keep it until acknowledged; None (nothing kept, and the
         sequence now has a gap) when the log is full. ``size``: ``size_of(frame)``, when the
         caller has it at hand (it saves a call per delivery)."""
-        seq = self.next_seq
-        self.next_seq = seq + 1
+        seq = self._next
+        self._next = seq + 1
         if size is None:
             size = self._size_of(frame)
         count = self._count
@@ -158,7 +171,7 @@ class OutboundLog(Generic[F]):
     def ack(self, seq: int) -> bool:
         """The client has everything up to ``seq``. False for a ``seq`` never sent (a client's
         bug: the caller decides what to do); a stale ack changes nothing."""
-        if seq >= self.next_seq or seq < 0:
+        if seq >= self._next or seq < 0:
             return False
         if seq <= self.acked:
             return True
@@ -252,7 +265,7 @@ class OutboundLog(Generic[F]):
             self._gaps = 0
         self._first = 1
         self._lost_run = 0
-        self.next_seq = self._count + 1
+        self._next = self._count + 1
         self.acked = 0
         self.lost_upto = 0
 

@@ -152,13 +152,18 @@ class NumberedSink:
     __slots__ = ("_push", "acks", "conn", "kept", "log", "member")
 
     def __init__(self, conn: Any, member: Member[Any]) -> None:
+        # ``member``: a RoomState Member, or anything with its ``log`` and ``pushed`` (a shared
+        # room's LocalConn); the client's acks are its ``acks``, or its ``resume``'s.
         if member.log is None:
             raise ValueError("a NumberedSink is for a member with a log")
         self.conn = conn
         self.member = member
         self.log: OutboundLog[Any] = member.log  # a member's log is made once, before its sink
         self.kept = True
-        self.acks = member.acks if member.acks is not None else ClientAcks()
+        acks = getattr(member, "acks", None)
+        if acks is None:
+            acks = getattr(getattr(member, "resume", None), "acks", None)
+        self.acks: ClientAcks = acks if acks is not None else ClientAcks()
         push = getattr(conn, "push_numbered", None)
         self._push: Callable[[OutFrame, int], bool] = (
             push if push is not None else lambda frame, seq: bool(conn.push(numbered(frame, seq)))
@@ -185,6 +190,10 @@ class NumberedSink:
         return offer
 
     def take_unsent(self) -> list[Any]:
+        # The connection is being let go: the acks its client sent before count (its log is
+        # what the member keeps; the unsent frames are in it).
+        if self.acks.pending:
+            self.log.ack(self.acks.take())
         unsent: list[Any] = self.conn.take_unsent()
         return unsent
 

@@ -271,6 +271,7 @@ class _ModelLog:
 
 
 def test_the_log_agrees_with_a_log_that_keeps_each_seq_through_losses_and_holes() -> None:
+    # Losses, acks, resumes, fresh starts, reads, and seqs skipped from outside, at random.
     rng = random.Random(20_10)
     for bounds in ((0, 100), (1, 100), (3, 100), (5, 9), (8, 1000)):
         out, model = log(*bounds), _ModelLog(*bounds)
@@ -291,6 +292,13 @@ def test_the_log_agrees_with_a_log_that_keeps_each_seq_through_losses_and_holes(
             elif op < 0.92:
                 out.restart()
                 model.restart()
+            elif op < 0.94:
+                # Seqs lost elsewhere (a sequence continued from another process's queue).
+                jump = rng.randint(1, 3)
+                out.next_seq += jump
+                out.lost_upto = out.next_seq - 1
+                model.next_seq += jump
+                model.lost_upto = model.next_seq - 1
             else:
                 seq = rng.randint(0, model.next_seq)
                 assert out.after(seq) == [e for e in model.entries if e[0] > seq], step
