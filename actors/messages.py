@@ -204,19 +204,6 @@ class RetryReports(Tell):
 
 
 @attrs.frozen
-class Ack(Tell):
-    """From a resume connection's participant: connection ``gen`` of ``pid`` has every numbered
-    envelope up to ``seq``."""
-
-    pid: ParticipantID
-    gen: int
-    seq: int
-
-
-# -- to a participant actor ---------------------------------------------------------------
-
-
-@attrs.frozen
 class Start(Tell):
     """Join the room and run ``on_join``."""
 

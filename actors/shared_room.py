@@ -331,12 +331,6 @@ class SharedRoomActor(GeventActor):
             lc.awaiting_handover = False
             self._retry_join(lc.gen)
 
-    @handles(m.Ack)
-    def _ack(self, msg: m.Ack) -> None:
-        lc = self.local.by_gen.get(msg.gen)
-        if lc is not None and lc.log is not None:
-            lc.log.ack(msg.seq)
-
     @handles(m.HandoverLate)
     def _handover_late(self, msg: m.HandoverLate) -> None:
         lc = self.local.by_gen.get(msg.gen)
