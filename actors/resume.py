@@ -24,6 +24,7 @@ from wsroom.wire import RESUME_PROTOCOL, OutFrame
 
 __all__ = [
     "ACK",
+    "ASK_FRAME",
     "RESUME",
     "RESUMED",
     "RESUME_PROTOCOL",
@@ -283,6 +284,12 @@ class OutboundLog(Generic[F]):
     def __len__(self) -> int:
         return self._count
 
+    def half_full(self) -> bool:
+        """Whether the frames kept fill half of either bound: time the client acknowledged
+        (the hub asks it to, ``ASK_FRAME``), so that a burst does not overflow the log while
+        the client's batched acks wait for their count or their timer."""
+        return self._count * 2 >= self.max_frames or self._size * 2 >= self.max_bytes
+
     @property
     def size(self) -> int:
         """The bytes of the frames kept."""
@@ -439,6 +446,10 @@ def quick_ack(text: str) -> int | None:
     if not (digits.isascii() and digits.isdigit()) or (digits[0] == "0" and len(digits) > 1):
         return None
     return int(digits)
+
+
+ASK_FRAME = OutFrame(encode_reserved(Envelope(ACK, {"ask": True})))
+"""The hub asks the client to acknowledge now what it has received: its log is half full."""
 
 
 def ack_frame(cseq: int) -> OutFrame:

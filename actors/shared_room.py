@@ -187,6 +187,8 @@ class SharedRoomActor(GeventActor):
                     self.store.hold(self.room, lc.pid, lc.gen, after, rest)
                 conn.when_drained(partial(tell_quietly, self.actor_ref, m.Flush(lc.pid, lc.gen)))
                 return
+        if frames and lc.log is not None and lc.log.half_full():
+            conn.ask()  # a replay that fills half the log is acknowledged at once
 
     @handles(m.Flush)
     def _resume_flush(self, msg: m.Flush) -> None:

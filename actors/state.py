@@ -24,7 +24,15 @@ from wsroom.errors import (
 from wsroom.types import Delivery, ParticipantID, Presence, ReconnectPolicy
 from wsroom.wire import OutFrame, numbered
 
-from .resume import ClientAcks, InboundOrder, NumberedJoin, OutboundLog, Replay, ResumeRefusal
+from .resume import (
+    ASK_FRAME,
+    ClientAcks,
+    InboundOrder,
+    NumberedJoin,
+    OutboundLog,
+    Replay,
+    ResumeRefusal,
+)
 
 __all__ = ["JoinTicket", "Leave", "LogQueue", "Member", "NumberedSink", "OfflineQueue", "RoomState"]
 
@@ -149,7 +157,7 @@ class NumberedSink:
     False, like a full outbox; ``kept`` says whether the frame made it into the log.
     """
 
-    __slots__ = ("_push", "acks", "conn", "kept", "log", "member")
+    __slots__ = ("_push", "acks", "asked", "conn", "kept", "log", "member")
 
     def __init__(self, conn: Any, member: Member[Any]) -> None:
         # ``member``: a RoomState Member, or anything with its ``log`` and ``pushed`` (a shared
@@ -160,6 +168,7 @@ class NumberedSink:
         self.member = member
         self.log: OutboundLog[Any] = member.log  # a member's log is made once, before its sink
         self.kept = True
+        self.asked = False  # ASK_FRAME sent, and no ack since
         acks = getattr(member, "acks", None)
         if acks is None:
             acks = getattr(getattr(member, "resume", None), "acks", None)
@@ -171,18 +180,27 @@ class NumberedSink:
 
     def push(self, frame: OutFrame) -> bool:
         acks = self.acks
+        log = self.log
         if acks.pending:
-            self.log.ack(acks.take())
-        seq = self.log.append(frame, frame.size)
+            log.ack(acks.take())
+            self.asked = False
+        seq = log.append(frame, frame.size)
         if seq is None:
             self.kept = False
             self.conn.close(4008, "slow consumer")
             return False
         self.member.pushed = seq
         if self._push(frame, seq):
+            if not self.asked and log.half_full():
+                self.ask()
             return True
         self.kept = True  # read only after a refusal: in the log, the outbox was full
         return False
+
+    def ask(self) -> None:
+        """Ask the client to acknowledge what it has now (its log is half full)."""
+        self.asked = True
+        self.conn.push(ASK_FRAME)
 
     def offer(self, frame: OutFrame) -> bool:
         # A backlog's frames, already numbered: the log has them.

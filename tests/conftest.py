@@ -171,6 +171,17 @@ def recv_json(ws: websocket.WebSocket) -> dict[str, Any]:
     return obj
 
 
+ASK = {"type": "wsroom.ack", "payload": {"ask": True}}
+"""A resume connection's hub asking for an ack (its log half full: contract §7)."""
+
+
+def recv_numbered(ws: websocket.WebSocket) -> dict[str, Any]:
+    """The next frame of a resume connection that is not the hub asking for an ack."""
+    while (obj := recv_json(ws)) == ASK:
+        pass
+    return obj
+
+
 def send_json(ws: websocket.WebSocket, type_: str, payload: Any = None) -> None:
     ws.send(json.dumps({"type": type_, "payload": payload}))
 

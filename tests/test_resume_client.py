@@ -8,6 +8,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import gevent
 import pytest
 from conftest import Live, wait_until
 
@@ -144,3 +145,19 @@ def test_a_hub_that_does_not_offer_it_is_spoken_to_plainly(
     assert client.recv(5) == wsroom.Envelope("down", "plain")
     client.send("up", 1)
     wait_until(lambda: live.hooks.messages, what="the envelope")
+
+
+def test_a_steady_stream_past_a_small_log_is_acknowledged_in_time(
+    make_live: Any, clients: Callable[..., RoomClient]
+) -> None:
+    # 8 kept at most, and the client batches acks by 16 or 0.5 s: only the hub's asks (at
+    # half the log) keep a stream of one envelope a millisecond from overflowing it.
+    live = make_live(grace=30, queued=8)
+    client = clients(live, "a")
+    online(live, "a")
+    for n in range(200):
+        assert live.hub.send_to("r", "a", wsroom.Envelope("down", n)) is wsroom.Delivery.SENT
+        gevent.sleep(0.001)
+    got = [client.recv(timeout=5).payload for _ in range(200)]
+    assert got == list(range(200))
+    assert client.gaps == [] and client.connections == 1

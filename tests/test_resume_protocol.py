@@ -10,7 +10,7 @@ import struct
 from typing import Any
 
 import pytest
-from conftest import Live, read_close, recv_json, send_json, wait_until
+from conftest import Live, read_close, recv_json, recv_numbered, send_json, wait_until
 
 import wsroom
 from wsroom import Presence
@@ -114,7 +114,7 @@ def test_the_replay_follows_on_joins_own_sends_and_numbering_goes_on(make_live: 
     joined(live, "a")
     for n in range(3):
         assert live.hub.send_to("r", "a", wsroom.Envelope("down", n)) is wsroom.Delivery.SENT
-    assert [recv_json(ws)["seq"] for _ in range(3)] == [1, 2, 3]
+    assert [recv_numbered(ws)["seq"] for _ in range(3)] == [1, 2, 3]
     send_json(ws, "wsroom.ack", {"seq": 1})
     cut(ws)  # 2 was seen, 3 not: the client says last_seq 2
     offline(live, "a")
@@ -128,7 +128,7 @@ def test_the_replay_follows_on_joins_own_sends_and_numbering_goes_on(make_live: 
     ]
     joined(live, "a", 2)
     live.hub.send_to("r", "a", wsroom.Envelope("down", 5))
-    assert recv_json(ws2)["seq"] == 6
+    assert recv_numbered(ws2)["seq"] == 6
 
 
 def test_client_envelopes_reach_on_message_once_across_reconnects(make_live: Any) -> None:
@@ -189,14 +189,14 @@ def test_a_client_that_lets_its_log_fill_is_a_slow_consumer_and_told_the_gap(
         assert live.hub.send_to("r", "a", wsroom.Envelope("down", n)) is wsroom.Delivery.SENT
     with pytest.raises(wsroom.ParticipantOffline):  # never acknowledged: no room for seq 5
         live.hub.send_to("r", "a", wsroom.Envelope("down", 4))
-    assert [recv_json(ws)["seq"] for _ in range(4)] == [1, 2, 3, 4]
+    assert [recv_numbered(ws)["seq"] for _ in range(4)] == [1, 2, 3, 4]
     assert read_close(ws) == (4008, "slow consumer")
     offline(live, "a")  # its grace period
     ws2, answer = rconnect(live, "a", last_seq=4)
     assert answer == {"ok": False, "reason": "overflow", "first_seq": 6, "cseq": 0}
     joined(live, "a", 2)
     live.hub.send_to("r", "a", wsroom.Envelope("down", 5))
-    assert recv_json(ws2)["seq"] == 6
+    assert recv_numbered(ws2)["seq"] == 6
 
 
 def test_a_broadcast_past_a_full_log_drops_that_member_and_closes_it(make_live: Any) -> None:
@@ -210,7 +210,7 @@ def test_a_broadcast_past_a_full_log_drops_that_member_and_closes_it(make_live: 
         (2, 0, ()),
         (1, 0, ("a",)),  # no ack came: seq 3 has no room
     ]
-    assert [recv_json(ws)["seq"] for _ in range(2)] == [1, 2]
+    assert [recv_numbered(ws)["seq"] for _ in range(2)] == [1, 2]
     assert read_close(ws) == (4008, "slow consumer")
     assert [recv_json(plain)["payload"] for _ in range(3)] == [0, 1, 2]
 
@@ -233,7 +233,7 @@ def test_after_expiry_a_resume_is_expired_or_unknown_and_the_join_is_fresh(
     assert recv_json(ws2) == {"type": "hello", "payload": {"reconnect": False}}
     joined(live, "a", 2)
     live.hub.send_to("r", "a", wsroom.Envelope("down", 1))
-    assert recv_json(ws2)["seq"] == 1  # a new membership counts from 1
+    assert recv_numbered(ws2)["seq"] == 1  # a new membership counts from 1
     # A participant the room never saw, asking to resume from 3: unknown, fresh.
     _, answer = rconnect(live, "c", last_seq=3)
     assert answer == {"ok": False, "reason": "unknown", "first_seq": 1, "cseq": 0}
@@ -296,7 +296,7 @@ def test_acks_make_room_in_the_log_however_they_are_written(make_live: Any) -> N
     ):
         for n in range(4):
             assert live.hub.send_to("r", "a", wsroom.Envelope("down", n)) is wsroom.Delivery.SENT
-        assert [recv_json(ws)["seq"] for _ in range(4)] == list(range(seq + 1, seq + 5))
+        assert [recv_numbered(ws)["seq"] for _ in range(4)] == list(range(seq + 1, seq + 5))
         seq += 4
         ws.send(ack % seq)
         # The frames of one connection are read in order: once this one is answered, the ack
@@ -307,5 +307,31 @@ def test_acks_make_room_in_the_log_however_they_are_written(make_live: Any) -> N
         assert live.hub.send_to("r", "a", wsroom.Envelope("down", n)) is wsroom.Delivery.SENT
     with pytest.raises(wsroom.ParticipantOffline):  # no ack this time: no room for a fifth
         live.hub.send_to("r", "a", wsroom.Envelope("down", 4))
-    assert [recv_json(ws)["seq"] for _ in range(4)] == list(range(seq + 1, seq + 5))
+    assert [recv_numbered(ws)["seq"] for _ in range(4)] == list(range(seq + 1, seq + 5))
     assert read_close(ws) == (4008, "slow consumer")
+
+
+def test_the_hub_asks_for_an_ack_when_the_log_is_half_full_and_again_after_one(
+    make_live: Any,
+) -> None:
+    live = make_live(grace=30, queued=4)
+    ws, _ = rconnect(live, "a")
+    joined(live, "a")
+    ask = {"type": "wsroom.ack", "payload": {"ask": True}}
+    for n in range(2):
+        live.hub.send_to("r", "a", wsroom.Envelope("down", n))
+    assert [recv_json(ws) for _ in range(3)] == [
+        {"type": "down", "payload": 0, "seq": 1},
+        {"type": "down", "payload": 1, "seq": 2},
+        ask,  # 2 of 4 kept: asked once ...
+    ]
+    live.hub.send_to("r", "a", wsroom.Envelope("down", 2))
+    assert recv_json(ws) == {"type": "down", "payload": 2, "seq": 3}  # ... not again
+    send_json(ws, "wsroom.ack", {"seq": 3})
+    send_n(ws, 1, "x")  # read after the ack: once the hub answers it, the ack was read
+    assert recv_json(ws) == {"type": "wsroom.ack", "payload": {"cseq": 1}}
+    for n in range(3, 6):
+        live.hub.send_to("r", "a", wsroom.Envelope("down", n))
+    frames = [recv_json(ws) for _ in range(4)]
+    assert [f.get("seq") for f in frames] == [4, 5, None, 6]
+    assert frames[2] == ask  # 4 and 5 kept after the ack: asked again

@@ -149,6 +149,7 @@ class Connection:
         # handshake objects (h11 state, simple-websocket's buffers) are let go.
         self._ws = server.protocol
         self._sock: socket.socket = server.sock
+        _no_delay(self._sock)
         self.life = Lifecycle()
         self._keepalive = KeepAlive(options.ping_interval)
         self.outbox: Outbox[OutFrame] = Outbox(
@@ -456,6 +457,7 @@ class Connection:
                 if not batch and not frames.taken:
                     break
                 work += frames.taken
+                ping: bytes | None = None
                 for kind, payload in batch:
                     if kind is FAST:
                         if not life.is_open:
@@ -470,8 +472,8 @@ class Connection:
                         if not budget.spend():
                             self.close(1008, "too many control frames")
                             return None
-                        if kind is PING and life.is_open:
-                            self._send_control(pong_frame(payload), "pong")
+                        if kind is PING:
+                            ping = payload
                     elif kind is TOO_BIG:
                         self.close(1009, "message too big")
                     elif kind in _REFUSED:
@@ -482,6 +484,11 @@ class Connection:
                         outcome = self._through_wsproto(payload, on_text)
                         if outcome is not False:
                             return outcome
+                if ping is not None and life.is_open:
+                    # One pong for the batch's latest ping (RFC 6455 5.5.3 allows it): with
+                    # Nagle off, a pong per ping of a flood is a segment each, which would
+                    # fill both sides' buffers ahead of our close frame.
+                    self._send_control(pong_frame(ping), "pong")
 
     def _through_wsproto(
         self, frame: bytes, on_text: Callable[[str], None]
@@ -563,3 +570,13 @@ class Connection:
             self._sock.close()
         except OSError:
             pass
+
+
+def _no_delay(sock: socket.socket) -> None:
+    """Turn Nagle's algorithm off, as Node's ``ws`` does: a small frame written while an earlier
+    one is unacknowledged would otherwise wait for the peer's delayed ACK (40 ms on Linux), and
+    a resume client's window of unacknowledged envelopes (contract §7) fills while it waits."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # not TCP (a Unix socket under gunicorn)
+        pass

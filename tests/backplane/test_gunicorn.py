@@ -143,6 +143,7 @@ class Page:
         self.ws: websocket.WebSocket | None = None
         self.hello: dict[str, Any] = {}
         self.said: list[str] = []
+        self.seen: set[int] = set()  # the chat's seq of each message shown
         self.version = 0
         self.people: dict[str, str] = {}  # participant id -> "online" | "away"
 
@@ -165,6 +166,10 @@ class Page:
         assert envelope["type"] == "hello", envelope
         self.hello = envelope["payload"]
         self.version = 0
+        if not self.hello["reconnect"]:
+            # As the page does: what was said while the join was under way (the hello comes
+            # from on_join, before the join is complete) is asked for.
+            send_json(self.ws, "sync", {"after": max(self.seen, default=0)})
         return self.hello
 
     @property
@@ -185,11 +190,19 @@ class Page:
             self.ws.settimeout(left)
             envelope = recv_json(self.ws)
             payload = envelope["payload"]
-            if envelope["type"] == "message" and payload["kind"] == "message":
-                self.said.append(payload["text"])
+            if envelope["type"] == "message":
+                self._shown(payload)
+            elif envelope["type"] == "messages":
+                for entry in payload:
+                    self._shown(entry)
             elif envelope["type"] == "presence" and payload["version"] >= self.version:
                 self.version = payload["version"]
                 self.people = {p["id"]: p["state"] for p in payload["people"]}
+
+    def _shown(self, entry: dict[str, Any]) -> None:
+        if entry["kind"] == "message" and entry["seq"] not in self.seen:
+            self.seen.add(entry["seq"])
+            self.said.append(entry["text"])
 
     def messages_after(self, mark: int, count: int) -> list[str]:
         """The texts of the ``count`` chat messages after the first ``mark`` shown."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import websocket
-from conftest import Live, read_close, recv_json, send_json, wait_until
+from conftest import Live, read_close, recv_json, recv_numbered, send_json, wait_until
 
 import wsroom
 from wsroom import Presence
@@ -90,7 +90,7 @@ def test_a_drop_on_one_process_resumes_on_another_with_the_unacknowledged_replay
     online(a, "u")
     for n in range(3):
         assert down(a, "u", n) is wsroom.Delivery.SENT
-    assert [recv_json(ws)["seq"] for _ in range(3)] == [1, 2, 3]
+    assert [recv_numbered(ws)["seq"] for _ in range(3)] == [1, 2, 3]
     send_json(ws, "wsroom.ack", {"seq": 1})
     send_n(ws, 1, "x")
     assert recv_json(ws) == {"type": "wsroom.ack", "payload": {"cseq": 1}}
@@ -120,7 +120,7 @@ def test_a_replaced_connection_on_another_process_hands_its_sequence_over(
     online(a, "u")
     for n in range(3):
         down(a, "u", n)
-    assert [recv_json(ws)["seq"] for _ in range(3)] == [1, 2, 3]
+    assert [recv_numbered(ws)["seq"] for _ in range(3)] == [1, 2, 3]
     for cseq in (1, 2):
         send_n(ws, cseq, cseq)
     wait_until(lambda: ups(a, b) == [1, 2], what="two envelopes handed on")
@@ -172,7 +172,7 @@ def test_a_resume_from_inside_the_queue_replays_only_what_follows(
         down(a, "u", n)  # seq 1..3, numbered where they wait
     ws2, answer = rconnect(b, "u", last_seq=0)
     assert answer == {"ok": True, "cseq": 0}
-    assert [recv_json(ws2)["seq"] for _ in range(3)] == [1, 2, 3]
+    assert [recv_numbered(ws2)["seq"] for _ in range(3)] == [1, 2, 3]
     cut(ws2)  # none acknowledged
     offline(a, "u")
     ws3, answer = rconnect(a, "u", last_seq=2)
@@ -202,7 +202,7 @@ def test_after_expiry_another_process_answers_expired_and_the_join_is_fresh(
     assert answer == {"ok": False, "reason": "expired", "first_seq": 1, "cseq": 0}
     online(b, "u")
     down(a, "u", 1)
-    assert recv_json(ws2)["seq"] == 1  # a new membership counts from 1
+    assert recv_numbered(ws2)["seq"] == 1  # a new membership counts from 1
 
 
 def test_a_plain_connection_in_between_ends_the_numbering(
@@ -212,7 +212,7 @@ def test_a_plain_connection_in_between_ends_the_numbering(
     ws, _ = rconnect(a, "u")
     online(a, "u")
     down(a, "u", 0)
-    assert recv_json(ws)["seq"] == 1
+    assert recv_numbered(ws)["seq"] == 1
     cut(ws)
     offline(a, "u")
     plain = b.connect(R, "u")
@@ -238,7 +238,7 @@ def test_a_process_that_died_holding_the_sequence_gives_an_explicit_gap(
     wait_until(lambda: c[1].members_or_none(R).get("u") == "ONLINE", what="u online")
     for n in range(3):
         c[1].send_to(R, "u", "down", n)
-    assert [recv_json(first)["seq"] for _ in range(3)] == [1, 2, 3]
+    assert [recv_numbered(first)["seq"] for _ in range(3)] == [1, 2, 3]
     c.kill(c[0])  # it held seq 1..3, unacknowledged: they die with it
     wait_until(lambda: c[1].members(R).get("u") == "OFFLINE", timeout=15, what="u reaped")
     c[1].send_to(R, "u", "down", 3)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from conftest import Live, read_close, recv_json
+from conftest import Live, read_close, recv_json, recv_numbered
 
 from .shared import pair
 from .test_shared_resume import down, online, rconnect, send_n
@@ -25,7 +25,7 @@ def test_acks_make_room_in_a_shared_rooms_log(pair: Callable[..., tuple[Live, Li
     ):
         for n in range(4):
             down(b, "u", n)  # through Redis, fanned out by a
-        assert [recv_json(ws)["seq"] for _ in range(4)] == list(range(seq + 1, seq + 5))
+        assert [recv_numbered(ws)["seq"] for _ in range(4)] == list(range(seq + 1, seq + 5))
         seq += 4
         ws.send(ack % seq)
         # Read in order: once this envelope is acknowledged, the ack before it was noted.
@@ -33,5 +33,5 @@ def test_acks_make_room_in_a_shared_rooms_log(pair: Callable[..., tuple[Live, Li
         assert recv_json(ws) == {"type": "wsroom.ack", "payload": {"cseq": seq // 4}}
     for n in range(5):  # no ack this time: no room for the fifth
         down(b, "u", n)
-    assert [recv_json(ws)["seq"] for _ in range(4)] == list(range(seq + 1, seq + 5))
+    assert [recv_numbered(ws)["seq"] for _ in range(4)] == list(range(seq + 1, seq + 5))
     assert read_close(ws) == (4008, "slow consumer")

@@ -391,6 +391,8 @@ export class Connection {
     if (envelope.type === "wsroom.ack") {
       const handled = envelope.payload && envelope.payload.cseq;
       if (Number.isInteger(handled)) this._dropAcknowledged(handled);
+      // The hub's log for us is half full: acknowledge now, not at the batch's count or timer.
+      if (envelope.payload && envelope.payload.ask === true) this._sendAck();
       return false;
     }
     if (envelope.type === "wsroom.resumed") {
