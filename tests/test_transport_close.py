@@ -99,10 +99,14 @@ def test_pong_is_never_written_inside_a_large_frame(make_live: Callable[..., Liv
         _fin, op, data = raw.read_frame()
         assert op == OP_TEXT
         assert json.loads(data) == {"type": "big", "payload": blob}
-        pongs = [raw.read_frame() for _ in range(5)]
-        assert [(op, payload) for _, op, payload in pongs] == [
-            (OP_PONG, f"p{i}".encode()) for i in range(5)
-        ]
+        # Pings read together get one pong, for the latest (RFC 6455 5.5.3): pongs come in
+        # order, whole, and the last ping is answered.
+        pongs: list[bytes] = []
+        while not pongs or pongs[-1] != b"p4":
+            _fin, op, payload = raw.read_frame()
+            assert op == OP_PONG
+            pongs.append(payload)
+        assert pongs == sorted(pongs) and set(pongs) <= {f"p{i}".encode() for i in range(5)}
     finally:
         raw.close()
 
