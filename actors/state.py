@@ -198,9 +198,13 @@ class NumberedSink:
         return False
 
     def ask(self) -> None:
-        """Ask the client to acknowledge what it has now (its log is half full)."""
+        """Ask the client to acknowledge what it has now (its log is half full), and have the
+        connection send it at once rather than behind the peer's delayed ACK."""
         self.asked = True
         self.conn.push(ASK_FRAME)
+        flush = getattr(self.conn, "flush", None)
+        if flush is not None:
+            flush()
 
     def offer(self, frame: OutFrame) -> bool:
         # A backlog's frames, already numbered: the log has them.

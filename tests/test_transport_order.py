@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -147,16 +146,3 @@ def test_broadcasts_and_sends_to_one_member_keep_the_callers_order(
             live.hub.send_to("r", "alice", wsroom.Envelope("n", i))
     assert [f["payload"] for f in reader.get(timeout=10)] == list(range(N))
 
-
-def test_small_frames_are_not_held_back_for_the_peers_delayed_ack(
-    make_live: Callable[..., Live],
-) -> None:
-    # Nagle's algorithm off on every connection (as Node's ws does): a frame written while an
-    # earlier one is unacknowledged goes out at once instead of waiting for the peer's ACK.
-    conns: list[Any] = []
-    live = make_live()
-    live.hooks.join_fn = lambda jc, client: conns.append(client._sink)
-    live.join("r", "alice")
-    wait_until(lambda: conns, what="the join")
-    sock = conns[0]._sock
-    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
