@@ -208,7 +208,10 @@ class ChatHooks(wsroom.Hooks):
             # Whatever was said between the history snapshot and the join (or after a gap).
             after = payload.get("after", 0)
             missed = self.state.since(room, after if isinstance(after, int) else 0).get()
-            self.hub.send_to(room, participant, wsroom.Envelope("messages", missed))
+            try:
+                self.hub.send_to(room, participant, wsroom.Envelope("messages", missed))
+            except (wsroom.RoomNotFound, wsroom.ParticipantNotFound, wsroom.HubStopped):
+                return  # gone meanwhile (or the server is stopping): nobody to answer
             self.state.send_roster(room, participant)  # likewise for who came and went
 
     def on_presence(
