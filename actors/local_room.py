@@ -17,7 +17,7 @@ import attrs
 from wsroom.types import ParticipantID
 from wsroom.wire import OutFrame
 
-from .resume import NumberedJoin, OutboundLog, Replay, ResumeRefusal
+from .resume import NumberedJoin, OutboundLog, Replay, ResumeRefusal, unrecorded
 
 __all__ = [
     "Entry",
@@ -167,28 +167,24 @@ def continue_sequence(
     log: OutboundLog[OutFrame] = OutboundLog(max_frames, max_bytes, OutFrame.size_of)
     numbered = seq is not None and "q" in seq and not seq.get("d")
     if not numbered:
-        lost_with_process = seq is not None and last_seq is not None and last_seq > 0
+        # Numbered once, its sequence lost with a process: whatever the client saw is unknown.
+        lost_with_process = seq is not None and last_seq is not None
         if lost_with_process:
             assert last_seq is not None
             log.next_seq = log.acked = last_seq
             log.next_seq += 1
         for frame in frames:
             log.append(frame)
-        answer: Replay[OutFrame] | None
         if last_seq is None:
             log.restart()  # a fresh start: the client counts from 1 both ways
             return log, None, 0
         if lost_with_process:
-            assert seq is not None and last_seq is not None
-            answer = Replay(False, reason=ResumeRefusal.UNKNOWN, first_seq=last_seq + 1)
+            assert seq is not None
+            answer: Replay[OutFrame] = Replay(
+                False, reason=ResumeRefusal.UNKNOWN, first_seq=last_seq + 1
+            )
             return log, answer, int(seq.get("c", 0))
-        if expired:
-            answer = Replay(False, reason=ResumeRefusal.EXPIRED, first_seq=1)
-        elif last_seq == 0:
-            answer = Replay(True, first_seq=1)  # nothing seen, nothing missed
-        else:
-            answer = Replay(False, reason=ResumeRefusal.UNKNOWN, first_seq=1)
-        return log, answer, 0
+        return log, unrecorded(last_seq, expired), 0
     assert seq is not None
     first = int(seq["q"])
     log.next_seq = first

@@ -42,6 +42,7 @@ __all__ = [
     "read_numbered",
     "read_resume",
     "resumed_frame",
+    "unrecorded",
 ]
 
 F = TypeVar("F")
@@ -85,6 +86,17 @@ class _Gap:
 
     def __init__(self, count: int) -> None:
         self.count = count
+
+
+def unrecorded(last_seq: int, expired: bool) -> Replay[Any]:
+    """The answer to a resume from ``last_seq`` when the hub has no numbered record of the
+    membership: ``expired`` (its grace ran out lately), ``ok`` (the client saw nothing, so it
+    missed nothing), or ``unknown``; the stream counts from 1."""
+    if expired:
+        return Replay(False, reason=ResumeRefusal.EXPIRED, first_seq=1)
+    if last_seq == 0:
+        return Replay(True, first_seq=1)
+    return Replay(False, reason=ResumeRefusal.UNKNOWN, first_seq=1)
 
 
 class OutboundLog(Generic[F]):

@@ -158,11 +158,10 @@ class SharedRoomActor(GeventActor):
                 max_bytes=resume.max_bytes,
             )
             lc.log = log
+            # A fresh start's count is its participant's own from its first frame (it may have
+            # handled some while this join waited for a handover), and it is answered nothing.
             if resume.last_seq is not None:
-                # A fresh start's count is its participant's own from its first frame (it may
-                # have handled some while this join waited for a handover).
                 resume.inbound.handled = handled
-            if resume.last_seq is not None:
                 lc.conn.push(resumed_frame(answer, handled))
             lc.conn = NumberedSink(lc.conn, lc)  # type: ignore[arg-type]
             lc.pushed = (answer.first_seq if answer is not None else 1) - 1

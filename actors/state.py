@@ -31,7 +31,7 @@ from .resume import (
     NumberedJoin,
     OutboundLog,
     Replay,
-    ResumeRefusal,
+    unrecorded,
 )
 
 __all__ = ["JoinTicket", "Leave", "LogQueue", "Member", "NumberedSink", "OfflineQueue", "RoomState"]
@@ -350,12 +350,8 @@ class RoomState(Generic[C]):
             answer = None
         elif known:
             answer = log.resume(last)
-        elif fresh and member.pid in self._expired:
-            answer = Replay(False, reason=ResumeRefusal.EXPIRED, first_seq=1)
-        elif last == 0:
-            answer = Replay(True, first_seq=1)  # nothing seen, nothing missed
         else:
-            answer = Replay(False, reason=ResumeRefusal.UNKNOWN, first_seq=1)
+            answer = unrecorded(last, fresh and member.pid in self._expired)
         if fresh:
             self._expired.pop(member.pid, None)
         member.pushed = (answer.first_seq if answer is not None else 1) - 1

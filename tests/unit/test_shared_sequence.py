@@ -91,3 +91,8 @@ def test_a_held_backlog_takes_only_what_queued_after_the_log() -> None:
     assert [s for s, _ in log.after(0)] == [1, 2, 3, 4, 5]
     assert not continue_held(log, [], {"q": 6, "h": 1, "l": 1})  # one lost: a hole
     assert log.next_seq == 7
+
+
+def test_a_sequence_lost_with_its_process_is_unknown_even_from_nothing_seen() -> None:
+    _, answer, _ = rebuild(frames("x"), {"d": 1, "c": 0}, last=0)
+    assert answer.reason is ResumeRefusal.UNKNOWN and answer.first_seq == 1  # type: ignore[attr-defined]
