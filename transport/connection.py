@@ -498,9 +498,9 @@ class Connection:
                         if outcome is not False:
                             return outcome
                 if ping is not None and life.is_open:
-                    # One pong for the batch's latest ping (RFC 6455 5.5.3 allows it): with
-                    # Nagle off, a pong per ping of a flood is a segment each, which would
-                    # fill both sides' buffers ahead of our close frame.
+                    # One pong for the batch's latest ping (RFC 6455 5.5.3 allows it): a ping
+                    # flood then costs a write per batch, not one per ping, and what it leaves
+                    # in both sides' buffers stays small ahead of our close frame.
                     self._send_control(pong_frame(ping), "pong")
 
     def _through_wsproto(
@@ -583,7 +583,6 @@ class Connection:
             self._sock.close()
         except OSError:
             pass
-
 
 
 def _push_pending(sock: socket.socket) -> None:
