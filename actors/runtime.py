@@ -16,7 +16,8 @@ with its traceback), ``Future._get_hook`` (pykka's own ``get()`` is of use only 
 set), and the types imported below for annotations only.
 
 ``TellOnlyActor`` is the runtime's other kind of actor, for one per connection: told, never
-asked, its greenlet exists only while it has messages to handle (no pykka involved).
+asked, it has a greenlet only while it has messages to handle (no pykka involved), lent by
+``DrainWorkers``.
 """
 
 from __future__ import annotations
@@ -25,15 +26,18 @@ import contextvars
 import logging
 import queue
 import sys
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import gevent
 import gevent.event
+import gevent.hub
 import gevent.queue
 import pykka
-from greenlet import GreenletExit
+from greenlet import GreenletExit, getcurrent
+from greenlet import greenlet as RawGreenlet
 
 from wsroom.errors import WsroomError
 
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ActorCrashed",
     "Ask",
+    "DrainWorkers",
     "GeventActor",
     "GeventFuture",
     "Tell",
@@ -278,6 +283,74 @@ class GeventActor(_Dispatcher, pykka.Actor):
         return self._greenlet
 
 
+class DrainWorkers:
+    """The greenlets that run ``TellOnlyActor`` drains, kept between drains for any actor.
+
+    ``gevent.spawn`` costs about 10 µs (a ``Greenlet`` object, the spawner's stack recorded for
+    its tree, links), as much as the rest of an inbound frame's trip to ``on_message``; waking a
+    parked raw greenlet costs about 1. A greenlet per connection would cost memory on every idle
+    connection, so drains borrow one: up to ``keep`` idle workers wait here (3 to 7 KB each),
+    one finishing when as many wait already ends. One set per gevent hub (a greenlet runs only
+    in its own thread).
+    """
+
+    __slots__ = ("__weakref__", "_hub", "_idle", "keep")
+
+    def __init__(self, hub: gevent.hub.Hub, keep: int = 128) -> None:
+        self._hub = hub
+        self._idle: list[RawGreenlet] = []
+        self.keep = keep
+
+    @classmethod
+    def of_this_thread(cls) -> DrainWorkers:
+        """The workers of the calling thread's gevent hub."""
+        hub = gevent.get_hub()
+        workers = _WORKERS.get(hub)
+        if workers is None:
+            workers = _WORKERS[hub] = cls(hub)
+        return workers
+
+    @property
+    def idle(self) -> int:
+        """Workers waiting for a drain."""
+        return len(self._idle)
+
+    def run(self, func: Callable[..., None], args: tuple[Any, ...]) -> RawGreenlet:
+        """Run ``func(*args)`` in a worker from the loop's next turn; return that worker.
+
+        ``func`` must not raise (a drain fences its handlers); what escapes is logged.
+        """
+        idle = self._idle
+        worker = idle.pop() if idle else self._new()
+        self._hub.loop.run_callback(worker.switch, func, args)
+        return worker
+
+    def _new(self) -> RawGreenlet:
+        worker = RawGreenlet(self._work, parent=self._hub)
+        worker.wsroom_actor = True  # what it runs is an actor's drain (GeventActor.in_actor)
+        return worker
+
+    def _work(self, func: Callable[..., None], args: tuple[Any, ...]) -> None:
+        hub = self._hub
+        idle = self._idle
+        me = getcurrent()
+        while True:
+            try:
+                func(*args)
+            except GreenletExit:
+                return
+            except BaseException:  # a worker goes on: one job's bug must not end it
+                logger.exception("a drain worker's job failed")
+            func = args = None  # type: ignore[assignment]  # hold no actor while parked
+            if len(idle) >= self.keep:
+                return
+            idle.append(me)
+            func, args = hub.switch()
+
+
+_WORKERS: weakref.WeakKeyDictionary[Any, DrainWorkers] = weakref.WeakKeyDictionary()
+
+
 _STOP = object()
 """The stop request in a ``TellOnlyActor``'s inbox: what was told before it is handled first."""
 
@@ -287,8 +360,9 @@ class TellOnlyActor(_Dispatcher):
 
     A pykka actor parks one greenlet on its inbox for its whole life (about 9 KB with its
     suspended frames and queue): one per connection at 10,000 connections is the largest cost
-    after the socket's own. This one keeps a deque; ``tell`` spawns a drain greenlet when none
-    runs, which handles the messages in order until the deque is empty and then ends.
+    after the socket's own. This one keeps a deque; ``tell`` starts a drain when none runs, in
+    a greenlet lent by ``DrainWorkers``, which handles the messages in order until the deque is
+    empty and then gives the greenlet back.
 
     It is its own reference (``actor_ref`` is itself; usable in sets) and keeps pykka's
     contract for tells: the ``@handles`` dispatch, ``on_tell_failed`` and ``after_message`` as
@@ -303,7 +377,7 @@ class TellOnlyActor(_Dispatcher):
         # The inbox exists only while the drain runs: an empty deque is 760 bytes.
         self._inbox: deque[Any] | None = None
         self._context = contextvars.Context()
-        self._greenlet: gevent.Greenlet[Any, Any] | None = None  # the drain, while it runs
+        self._greenlet: RawGreenlet | None = None  # the drain's worker, while it runs
         self._stopping = False  # a stop was requested
         self._stopped = False
         self._stop_futures: list[GeventFuture[bool]] | None = None
@@ -354,8 +428,8 @@ class TellOnlyActor(_Dispatcher):
     def _post(self, message: Any) -> None:
         if self._greenlet is None:
             self._inbox = inbox = deque((message,))
-            greenlet = self._greenlet = gevent.spawn(self._context.run, self._drain, inbox)
-            greenlet.wsroom_actor = True
+            workers = DrainWorkers.of_this_thread()
+            self._greenlet = workers.run(self._context.run, (self._drain, inbox))
         else:
             assert self._inbox is not None  # the drain runs, so its inbox exists
             self._inbox.append(message)

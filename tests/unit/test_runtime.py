@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import gc
 import logging
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from wsroom.actors.runtime import (
     ActorCrashed,
     Ask,
+    DrainWorkers,
     GeventActor,
     GeventFuture,
     Tell,
@@ -459,24 +461,63 @@ def test_tell_only_actor_handles_tells_in_order_and_failures_stay_local() -> Non
     assert actor.is_alive()
 
 
-def test_tell_only_actor_has_no_greenlet_while_idle() -> None:
-    def drains() -> int:
-        return sum(1 for o in gc.get_objects() if isinstance(o, gevent.Greenlet) and not o.dead)
-
-    baseline = drains()
+def test_tell_only_actor_has_a_greenlet_only_while_it_has_work() -> None:
+    workers = DrainWorkers.of_this_thread()
     actors = [Lean() for _ in range(50)]
-    assert drains() == baseline
+    assert all(a._greenlet is None for a in actors)
     for actor in actors:
         actor.tell(Nap(0.01))
-    assert drains() == baseline + 50
+    busy = {a._greenlet for a in actors}
+    assert None not in busy and len(busy) == 50  # one worker each while they nap at once
     for actor in actors:
         drained(actor)
-    assert drains() == baseline
     assert all(a._greenlet is None and a._inbox is None for a in actors)
-    # a later tell starts a new drain, which still handles it
+    assert workers.idle >= 50  # given back, for the next drain of any actor
+    # a later tell borrows one of them, which still handles it
     actors[0].tell(Record(7))
+    assert actors[0]._greenlet in busy
     drained(actors[0])
     assert actors[0].seen == [7]
+
+
+def test_drain_workers_keep_at_most_keep_idle_and_hold_no_actor() -> None:
+    workers = DrainWorkers(gevent.get_hub(), keep=4)
+    done: list[int] = []
+    lent = [workers.run(lambda n: (gevent.sleep(0.001), done.append(n)), (n,)) for n in range(10)]
+    with gevent.Timeout(2):
+        while len(done) < 10:
+            gevent.sleep(0.001)
+        while sum(1 for g in lent if g.dead) < 6:
+            gevent.sleep(0.001)
+    assert sorted(done) == list(range(10))
+    assert workers.idle == 4  # the other six ended
+    # an idle worker keeps no reference to what it ran
+    actor = Lean()
+    ref = weakref.ref(actor)
+    workers.run(actor._dispatch_tell, (Record(1),))
+    with gevent.Timeout(2):
+        while not actor.seen:
+            gevent.sleep(0.001)
+    gevent.sleep(0)
+    del actor
+    gc.collect()
+    assert ref() is None
+
+
+def test_drain_worker_logs_what_escapes_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    workers = DrainWorkers(gevent.get_hub(), keep=1)
+
+    def boom() -> None:
+        raise KeyError("bug")
+
+    first = workers.run(boom, ())
+    gevent.sleep(0)
+    gevent.sleep(0)
+    assert "a drain worker's job failed" in caplog.text
+    seen: list[int] = []
+    assert workers.run(seen.append, (1,)) is first  # the same worker, still alive
+    gevent.sleep(0)
+    assert seen == [1]
 
 
 def test_tell_only_actor_drain_is_an_actor_and_keeps_its_context() -> None:
@@ -552,8 +593,11 @@ def test_tell_only_actor_ends_when_its_drain_is_killed() -> None:
     greenlet = actor._greenlet
     assert greenlet is not None
     gevent.sleep(0)
-    greenlet.kill(block=True, timeout=2)  # GreenletExit is not fenced
-    assert not actor.is_alive()
+    gevent.kill(greenlet)  # GreenletExit is not fenced
+    with gevent.Timeout(2):
+        while actor.is_alive():
+            gevent.sleep(0.001)
+    assert greenlet.dead  # a killed worker is not lent again
     assert actor.seen == [] and actor.failed == []
     with pytest.raises(pykka.ActorDeadError):
         actor.tell(Record(2))
