@@ -4,14 +4,19 @@
 # attribute _sock (gevent/_socket3.py), and puts a falsy stand-in there once it is closed.
 # If that attribute were renamed or held something else, raw_socket() would return None and
 # wsroom would write through the gevent socket only: still correct, but every write would cost
-# a greenlet switch. tests/unit/test_private_internals.py fails, naming gevent, when it changes.
-"""The non-blocking core of a gevent socket, for writes that need not wait on the hub."""
+# a greenlet switch. It also has _wait(watcher), which parks the calling greenlet on the hub
+# until the watcher fires, and _read_event, its read watcher (gevent/_socketcommon.py): what its
+# own recv waits on. tests/unit/test_private_internals.py fails, naming gevent, when these change.
+"""The non-blocking core of a gevent socket, for reads and writes that need not go through
+gevent's socket methods."""
 
 from __future__ import annotations
 
 import _socket
+from collections.abc import Callable
+from functools import partial
 
-__all__ = ["raw_socket"]
+__all__ = ["raw_socket", "read_waiter"]
 
 
 def raw_socket(sock: object) -> _socket.socket | None:
@@ -22,3 +27,17 @@ def raw_socket(sock: object) -> _socket.socket | None:
     """
     raw = getattr(sock, "_sock", None)
     return raw if isinstance(raw, _socket.socket) else None
+
+
+def read_waiter(sock: object) -> Callable[[], None] | None:
+    """A call that parks the calling greenlet until ``sock`` has bytes to read (OSError if it is
+    closed meanwhile), or None when ``sock`` is not a gevent socket.
+
+    A reader that knows the socket is empty waits with it and then reads the real socket
+    once, where gevent's ``recv`` would first try a read that fails with ``EAGAIN``.
+    """
+    wait = getattr(sock, "_wait", None)
+    watcher = getattr(sock, "_read_event", None)
+    if not callable(wait) or watcher is None:
+        return None
+    return partial(wait, watcher)

@@ -24,7 +24,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from wsroom.wire import PLAIN_PROTOCOL, RESUME_PROTOCOL, OutFrame, numbered, numbered_wire
 
-from ._gevent_socket import raw_socket
+from ._gevent_socket import raw_socket, read_waiter
 from ._simple_websocket import ServerSocket
 from .frames import (
     BAD_FRAME,
@@ -449,9 +449,26 @@ class Connection:
         budget = ControlBudget(CONTROL_RATE, CONTROL_BURST)
         frames = InboundFrames(self.options.max_message_size, fast=self._prebuilt)
         work = 0
+        # Reads go to the real socket. After a read that took less than it could, the socket is
+        # most likely empty: the reader waits for the next bytes before reading again, instead
+        # of a read that fails (a system call and an exception per message in a request and
+        # response exchange).
+        raw = self._raw
+        wait_readable = read_waiter(sock) if raw is not None else None
+        drained = False
         while True:
             keepalive.reader_busy = False
-            data = sock.recv(_RECV_BYTES)
+            if wait_readable is None:
+                data = sock.recv(_RECV_BYTES)
+            else:
+                if drained:
+                    wait_readable()
+                try:
+                    data = raw.recv(_RECV_BYTES)
+                except BlockingIOError:
+                    drained = True
+                    continue
+                drained = len(data) < _RECV_BYTES
             if not data:
                 return None
             keepalive.received()

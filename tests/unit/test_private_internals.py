@@ -25,7 +25,7 @@ from wsproto import WSConnection
 from wsproto.connection import Connection
 
 from wsroom.actors.runtime import GeventActor
-from wsroom.transport._gevent_socket import raw_socket
+from wsroom.transport._gevent_socket import raw_socket, read_waiter
 from wsroom.transport._simple_websocket import ServerSocket, request_socket
 
 HANDSHAKE = {
@@ -209,6 +209,29 @@ def test_gevent_socket_wraps_a_real_socket_in_sock() -> None:
         sock.close()
     assert raw_socket(sock) is None
 
+
+
+def test_gevent_socket_waits_for_readable_on_its_read_watcher() -> None:
+    a, b = gevent.socket.socketpair()
+    try:
+        wait = read_waiter(a)
+        assert wait is not None, broke(
+            "gevent",
+            "a gevent.socket.socket has no _wait() or no _read_event",
+            "transport/_gevent_socket.py (read_waiter)",
+        )
+        gevent.spawn_later(0.01, b.sendall, b"x")
+        with gevent.Timeout(2):
+            wait()  # parks until the byte is there
+        assert raw_socket(a).recv(16) == b"x"  # type: ignore[union-attr]
+        # closed by another greenlet while waiting: the waiter hears of it
+        gevent.spawn_later(0.01, a.close)
+        with gevent.Timeout(2), pytest.raises(OSError):
+            wait()
+    finally:
+        a.close()
+        b.close()
+    assert read_waiter(object()) is None
 
 # pykka
 
