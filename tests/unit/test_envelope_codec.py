@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 import wsroom
-from wsroom.envelope import _converter, decode, encode, encode_reserved, error_frame
+from wsroom.envelope import (
+    _converter,
+    decode,
+    encode,
+    encode_reserved,
+    envelope_of,
+    error_frame,
+)
 from wsroom.errors import (
     BadEnvelope,
     CloseConnection,
@@ -156,7 +163,20 @@ def test_payload_is_kept_by_identity() -> None:
     payload = {"deep": [{"x": 1}]}
     env = wsroom.Envelope("t", payload)
     assert env.payload is payload
-    assert _converter.unstructure(env)["payload"] is payload
+    assert json.loads(encode(env))["payload"] == payload
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"type": "t"},
+        {"type": "t", "payload": None},
+        {"type": "t", "payload": {"a": [1, 2.5, "é", None, True]}, "extra": 1},
+        {"payload": 1, "type": "t"},
+    ],
+)
+def test_the_quick_decoding_builds_what_the_converter_builds(obj: dict[str, Any]) -> None:
+    assert envelope_of(dict(obj)) == _converter.structure(obj, wsroom.Envelope)
 
 
 @pytest.mark.parametrize("type_", ["", "wsroom.error", "wsroom.x", "wsroom."])
