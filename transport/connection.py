@@ -463,6 +463,7 @@ class Connection:
             else:
                 if drained:
                     wait_readable()
+                    work = 0  # every other greenlet had its turn while this one waited
                 try:
                     data = raw.recv(_RECV_BYTES)
                 except BlockingIOError:
