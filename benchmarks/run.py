@@ -481,8 +481,10 @@ def run_scenarios(
         print(f"  {server.key}: A fan-out", flush=True)
         srv = fresh()
         try:
+            # The marks (no idle window) bracket each phase, for the server's CPU per delivery.
             out["A"] = loadgen(node, srv, "fanout", 300, members=p["members"], count=p["count"],
-                               rate=p["rate"], size=p["size"])
+                               rate=p["rate"], size=p["size"], marks=True,
+                               **{"idle-seconds": 0})
         finally:
             srv.stop()
     if "B" in scen:
@@ -1277,9 +1279,15 @@ def metrics(r: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
     """The figures of one server, by row name (None where not measured)."""
     m: dict[str, Any] = {}
     m["fast_dps"] = _get(r, "A", "fast", "deliveries_per_s")
-    for k in ("p50_ms", "p99_ms", "max_ms"):
-        m[f"fast_{k}"] = _get(r, "A", "fast", k)
-        m[f"paced_{k}"] = _get(r, "A", "paced", k)
+    for ph in ("fast", "paced"):
+        for k in ("p50_ms", "p99_ms", "max_ms"):
+            m[f"{ph}_{k}"] = _get(r, "A", ph, k)
+        # Server CPU over the phase (from its "@rss" marks) per delivery.
+        cpu = _get(r, "A", "server_cpu_s") or {}
+        a, b = cpu.get(f"{ph}-start"), cpu.get(f"{ph}-end")
+        delivered = _get(r, "A", ph, "delivered")
+        if a is not None and b is not None and delivered:
+            m[f"{ph}_cpu_us"] = (b - a) / delivered * 1e6
     bad = [_get(r, "A", ph, k) for ph in ("fast", "paced") for k in ("missing", "out_of_order")]
     m["missing"] = None if any(b is None for b in bad) else bad[0] + bad[2]
     m["out_of_order"] = None if any(b is None for b in bad) else bad[1] + bad[3]
@@ -1354,9 +1362,11 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("fast_p50_ms", "A   latency p50 (ms)", "{:,.1f}", "lo"),
     ("fast_p99_ms", "A   latency p99 (ms)", "{:,.1f}", "lo"),
     ("fast_max_ms", "A   latency max (ms)", "{:,.1f}", "lo"),
+    ("fast_cpu_us", "A   server CPU per delivery (us)", "{:,.2f}", "lo"),
     ("paced_p50_ms", "A fan-out at 20/s: latency p50 (ms)", "{:,.1f}", "lo"),
     ("paced_p99_ms", "A   latency p99 (ms)", "{:,.1f}", "lo"),
     ("paced_max_ms", "A   latency max (ms)", "{:,.1f}", "lo"),
+    ("paced_cpu_us", "A   server CPU per delivery (us)", "{:,.2f}", "lo"),
     ("missing", "A missing deliveries (both runs)", "{:,.0f}", ""),
     ("out_of_order", "A out-of-order deliveries (both runs)", "{:,.0f}", ""),
     ("lg_cpu", "A load generator CPU, fast run (cores)", "{:.2f}", ""),
