@@ -145,6 +145,26 @@ def test_get_timeout_raises_pykka_timeout() -> None:
     assert future.get(timeout=0) == "late"
 
 
+def test_future_wakes_every_waiter_and_forgets_one_that_timed_out() -> None:
+    future: GeventFuture[Any] = GeventFuture()
+    got: list[Any] = []
+
+    def wait(timeout: float | None) -> None:
+        try:
+            got.append(future.get(timeout=timeout))
+        except pykka.Timeout:
+            got.append("timeout")
+
+    waiting = [gevent.spawn(wait, None), gevent.spawn(wait, 0.01), gevent.spawn(wait, 5)]
+    gevent.joinall(waiting[1:2], timeout=2)
+    assert got == ["timeout"]
+    assert future._waiters is not None and len(future._waiters) == 2  # the late one let go
+    gevent.get_hub().loop.run_callback(future.set, "v")  # set from the loop, as a timer would
+    gevent.joinall(waiting, timeout=2)
+    assert sorted(got) == ["timeout", "v", "v"]
+    assert future._waiters is None
+
+
 def test_ask_timeout_raises_pykka_timeout(actors: list[pykka.ActorRef[Any]]) -> None:
     ref = start(actors)
     with pytest.raises(pykka.Timeout):
