@@ -210,7 +210,6 @@ def test_gevent_socket_wraps_a_real_socket_in_sock() -> None:
     assert raw_socket(sock) is None
 
 
-
 def test_gevent_socket_waits_for_readable_on_its_read_watcher() -> None:
     a, b = gevent.socket.socketpair()
     try:
@@ -232,6 +231,7 @@ def test_gevent_socket_waits_for_readable_on_its_read_watcher() -> None:
         a.close()
         b.close()
     assert read_waiter(object()) is None
+
 
 # pykka
 
