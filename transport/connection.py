@@ -520,6 +520,8 @@ class Connection:
                     # flood then costs a write per batch, not one per ping, and what it leaves
                     # in both sides' buffers stays small ahead of our close frame.
                     self._send_control(pong_frame(ping), "pong")
+                if frames.taken < _BATCH:
+                    break  # the batch ended for want of bytes: the next pull would find none
 
     def _through_wsproto(
         self, frame: bytes, on_text: Callable[[str], None]
