@@ -337,10 +337,15 @@ class DrainWorkers:
     @classmethod
     def of_this_thread(cls) -> DrainWorkers:
         """The workers of the calling thread's gevent hub."""
+        global _LAST_WORKERS
         hub = gevent.get_hub()
+        last = _LAST_WORKERS
+        if last is not None and last._hub is hub:
+            return last  # one process, one hub: the usual case, without a weak lookup
         workers = _WORKERS.get(hub)
         if workers is None:
             workers = _WORKERS[hub] = cls(hub)
+        _LAST_WORKERS = workers
         return workers
 
     @property
@@ -382,6 +387,7 @@ class DrainWorkers:
 
 
 _WORKERS: weakref.WeakKeyDictionary[Any, DrainWorkers] = weakref.WeakKeyDictionary()
+_LAST_WORKERS: DrainWorkers | None = None
 
 
 _STOP = object()
