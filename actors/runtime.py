@@ -26,7 +26,6 @@ import contextvars
 import logging
 import queue
 import sys
-import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
@@ -324,10 +323,10 @@ class DrainWorkers:
     parked raw greenlet costs about 1. A greenlet per connection would cost memory on every idle
     connection, so drains borrow one: up to ``keep`` idle workers wait here (3 to 7 KB each),
     one finishing when as many wait already ends. One set per gevent hub (a greenlet runs only
-    in its own thread).
+    in its own thread), kept for the life of the process, as the hub is.
     """
 
-    __slots__ = ("__weakref__", "_hub", "_idle", "keep")
+    __slots__ = ("_hub", "_idle", "keep")
 
     def __init__(self, hub: gevent.hub.Hub, keep: int = 128) -> None:
         self._hub = hub
@@ -341,7 +340,7 @@ class DrainWorkers:
         hub = gevent.get_hub()
         last = _LAST_WORKERS
         if last is not None and last._hub is hub:
-            return last  # one process, one hub: the usual case, without a weak lookup
+            return last  # one process, one hub: the usual case, without a lookup
         workers = _WORKERS.get(hub)
         if workers is None:
             workers = _WORKERS[hub] = cls(hub)
@@ -386,7 +385,7 @@ class DrainWorkers:
             func, args = hub.switch()
 
 
-_WORKERS: weakref.WeakKeyDictionary[Any, DrainWorkers] = weakref.WeakKeyDictionary()
+_WORKERS: dict[gevent.hub.Hub, DrainWorkers] = {}
 _LAST_WORKERS: DrainWorkers | None = None
 
 
