@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import wsroom
 from wsroom.envelope import (
     _converter,
     decode,
+    decode_object,
     encode,
     encode_reserved,
     envelope_of,
@@ -302,3 +304,39 @@ def test_close_connection_accepts_sendable_codes(code: int) -> None:
     assert (exc.code, exc.reason) == (code, "bye")
     assert isinstance(exc, WsroomError)
     assert CloseConnection(code).reason == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type":"t"}',
+        ' {"type":"t"} ',
+        '{"type":"t"}\n',
+        '{"type":"t"} x',
+        "",
+        "  ",
+        '{"type":',
+        "[1]",
+    ],
+)
+def test_the_quick_json_reading_says_what_the_plain_decoder_says(text: str) -> None:
+    plain = json.JSONDecoder()
+    try:
+        expected: Any = plain.decode(text)
+    except ValueError as exc:
+        with pytest.raises(BadEnvelope, match=re.escape(f"invalid JSON: {exc} @ $")):
+            decode_object(text)
+        return
+    if isinstance(expected, dict):
+        assert decode_object(text) == expected
+    else:
+        with pytest.raises(BadEnvelope, match="expected a JSON object"):
+            decode_object(text)
+
+
+def test_encode_refuses_a_payload_nested_past_the_recursion_limit() -> None:
+    payload: Any = []
+    for _ in range(100_000):
+        payload = [payload]
+    with pytest.raises(BadEnvelope, match=r"nested too deeply @ \$\.payload"):
+        encode(wsroom.Envelope("t", payload))
