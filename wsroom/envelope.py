@@ -131,7 +131,7 @@ def _refuse_constant(name: str) -> Any:
 
 # Made once: json.loads with any keyword builds a new decoder on every call.
 _decoder = json.JSONDecoder(parse_constant=_refuse_constant)
-_scan = _decoder.scan_once
+_scan = _decoder.scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__
 
 
 def _loads(text: str) -> Any:
