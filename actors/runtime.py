@@ -135,7 +135,6 @@ def tell_quietly(ref: pykka.ActorRef[Any] | TellOnlyActor, message: Any) -> bool
 
 _PENDING: Any = object()
 """A ``GeventFuture``'s value until it is set."""
-_TIMED_OUT = object()
 
 
 class GeventFuture(pykka.Future[T]):
@@ -182,7 +181,7 @@ class GeventFuture(pykka.Future[T]):
             waiter.get()
             return
         timer = waiter.hub.loop.timer(timeout)
-        timer.start(waiter.switch, _TIMED_OUT)
+        timer.start(waiter.switch, None)  # whether a value came is read from _value
         try:
             waiter.get()
         finally:
