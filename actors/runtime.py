@@ -150,9 +150,12 @@ class GeventFuture(pykka.Future[T]):
     """
 
     def __init__(self) -> None:
-        super().__init__()
+        # pykka's own fields are made only for a get hook (set_get_hook): its __init__ makes a
+        # sentinel object per future, one more in flight per ask for the garbage collector.
+        self._get_hook = None
         self._value: Any = _PENDING
-        self._waiters: list[Waiter[Any]] | None = None
+        # Who waits: none, one (an ask's usual case, without a list), or a list of them.
+        self._waiters: Waiter[Any] | list[Waiter[Any]] | None = None
 
     def get(self, *, timeout: float | None = None) -> Any:
         if self._get_hook is not None:
@@ -174,9 +177,11 @@ class GeventFuture(pykka.Future[T]):
         waiter: Waiter[Any] = Waiter()
         waiters = self._waiters
         if waiters is None:
-            self._waiters = [waiter]
-        else:
+            self._waiters = waiter
+        elif type(waiters) is list:
             waiters.append(waiter)
+        else:
+            self._waiters = [waiters, waiter]
         if timeout is None:
             waiter.get()
             return
@@ -187,8 +192,11 @@ class GeventFuture(pykka.Future[T]):
         finally:
             timer.close()
         if self._value is _PENDING:  # the timer woke it, not a value
-            if self._waiters is not None and waiter in self._waiters:
-                self._waiters.remove(waiter)
+            waiters = self._waiters
+            if waiters is waiter:
+                self._waiters = None
+            elif type(waiters) is list and waiter in waiters:
+                waiters.remove(waiter)
             raise pykka.Timeout(f"{timeout} seconds")
 
     def set(self, value: Any | None = None) -> None:
@@ -196,10 +204,14 @@ class GeventFuture(pykka.Future[T]):
             raise queue.Full
         self._value = value
         waiters = self._waiters
-        if waiters:
-            self._waiters = None
+        if waiters is None:
+            return
+        self._waiters = None
+        if type(waiters) is list:
             for waiter in waiters:
                 waiter.hub.loop.run_callback(waiter.switch, None)
+        else:
+            waiters.hub.loop.run_callback(waiters.switch, None)  # type: ignore[union-attr]
 
     def set_exception(self, exc_info: OptExcInfo | None = None) -> None:
         if exc_info is None:
@@ -213,6 +225,7 @@ class GeventFuture(pykka.Future[T]):
     def set_get_hook(self, func: GetHookFunc[T]) -> None:
         if self._value is not _PENDING:
             raise queue.Full
+        pykka.Future.__init__(self)  # the fields pykka's get() reads for a hook
         super().set_get_hook(func)
 
     def ready(self) -> bool:
@@ -351,37 +364,40 @@ class DrainWorkers:
         """Workers waiting for a drain."""
         return len(self._idle)
 
-    def run(self, func: Callable[..., None], args: tuple[Any, ...]) -> RawGreenlet:
-        """Run ``func(*args)`` in a worker from the loop's next turn; return that worker.
+    def run(self, func: Callable[[Any], None], arg: Any) -> RawGreenlet:
+        """Run ``func(arg)`` in a worker from the loop's next turn; return that worker.
 
-        ``func`` must not raise (a drain fences its handlers); what escapes is logged.
+        ``func`` must not raise (a drain fences its handlers); what escapes is logged. One
+        argument, a long-lived function: the hand-off allocates only the loop's callback and
+        its argument tuple, which matters because a drain waiting its turn is in flight.
         """
         idle = self._idle
         worker = idle.pop() if idle else self._new()
-        self._hub.loop.run_callback(worker.switch, func, args)
+        self._hub.loop.run_callback(worker.wsroom_switch, func, arg)
         return worker
 
     def _new(self) -> RawGreenlet:
         worker = RawGreenlet(self._work, parent=self._hub)
         worker.wsroom_actor = True  # what it runs is an actor's drain (GeventActor.in_actor)
+        worker.wsroom_switch = worker.switch  # made once, not per hand-off
         return worker
 
-    def _work(self, func: Callable[..., None], args: tuple[Any, ...]) -> None:
+    def _work(self, func: Callable[[Any], None], arg: Any) -> None:
         hub = self._hub
         idle = self._idle
         me = getcurrent()
         while True:
             try:
-                func(*args)
+                func(arg)
             except GreenletExit:
                 return
             except BaseException:  # a worker goes on: one job's bug must not end it
                 logger.exception("a drain worker's job failed")
-            func = args = None  # type: ignore[assignment]  # hold no actor while parked
+            func = arg = None  # type: ignore[assignment]  # hold no actor while parked
             if len(idle) >= self.keep:
                 return
             idle.append(me)
-            func, args = hub.switch()
+            func, arg = hub.switch()
 
 
 _WORKERS: dict[gevent.hub.Hub, DrainWorkers] = {}
@@ -397,9 +413,9 @@ class TellOnlyActor(_Dispatcher):
 
     A pykka actor parks one greenlet on its inbox for its whole life (about 9 KB with its
     suspended frames and queue): one per connection at 10,000 connections is the largest cost
-    after the socket's own. This one keeps a deque; ``tell`` starts a drain when none runs, in
-    a greenlet lent by ``DrainWorkers``, which handles the messages in order until the deque is
-    empty and then gives the greenlet back.
+    after the socket's own. Here ``tell`` starts a drain when none runs, in a greenlet lent by
+    ``DrainWorkers``, with that message; what is told meanwhile waits in a deque. The drain
+    handles the messages in order until none is left and then gives the greenlet back.
 
     It is its own reference (``actor_ref`` is itself; usable in sets) and keeps pykka's
     contract for tells: the ``@handles`` dispatch, ``on_tell_failed`` and ``after_message`` as
@@ -411,7 +427,10 @@ class TellOnlyActor(_Dispatcher):
     """
 
     def __init__(self) -> None:
-        # The inbox exists only while the drain runs: an empty deque is 760 bytes.
+        # A drain starts with one message: the inbox exists only for those told while a drain
+        # runs (an empty deque is 760 bytes, and one per drain would be one more object in
+        # flight for the garbage collector to count).
+        self._first: Any = None  # the message the drain about to run starts with
         self._inbox: deque[Any] | None = None
         self._context = contextvars.Context()
         self._greenlet: RawGreenlet | None = None  # the drain's worker, while it runs
@@ -464,23 +483,25 @@ class TellOnlyActor(_Dispatcher):
 
     def _post(self, message: Any) -> None:
         if self._greenlet is None:
-            self._inbox = inbox = deque((message,))
-            workers = DrainWorkers.of_this_thread()
-            self._greenlet = workers.run(self._context.run, (self._drain, inbox))
+            self._first = message
+            self._greenlet = DrainWorkers.of_this_thread().run(_drain_in_context, self)
         else:
-            assert self._inbox is not None  # the drain runs, so its inbox exists
-            self._inbox.append(message)
+            inbox = self._inbox
+            if inbox is None:
+                self._inbox = inbox = deque()
+            inbox.append(message)
 
-    def _drain(self, inbox: deque[Any]) -> None:
+    def _drain(self) -> None:
+        message, self._first = self._first, None
         ended = True  # unless the inbox runs dry: a stop request, or the greenlet was killed
         try:
-            while inbox:
-                message = inbox.popleft()
-                if message is _STOP:
-                    break
+            while message is not _STOP:
                 self._handle(message)
-            else:
-                ended = False
+                inbox = self._inbox
+                if not inbox:
+                    ended = False
+                    break
+                message = inbox.popleft()
         finally:
             self._greenlet = None
             self._inbox = None
@@ -503,3 +524,8 @@ class TellOnlyActor(_Dispatcher):
         futures, self._stop_futures = self._stop_futures or [], None
         for future in futures:
             future.set(True)
+
+
+def _drain_in_context(actor: TellOnlyActor) -> None:
+    # A function, not a bound method: nothing is allocated per drain to name it.
+    actor._context.run(TellOnlyActor._drain, actor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import gc
 import logging
+import queue
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -165,6 +166,28 @@ def test_future_wakes_every_waiter_and_forgets_one_that_timed_out() -> None:
     assert future._waiters is None
 
 
+def test_future_with_one_waiter_wakes_it_or_forgets_it() -> None:
+    future: GeventFuture[Any] = GeventFuture()
+    with pytest.raises(pykka.Timeout):
+        future.get(timeout=0.01)
+    assert future._waiters is None  # the one that timed out is let go
+    waiting = gevent.spawn(future.get, timeout=5)
+    gevent.sleep(0)
+    assert future._waiters is not None
+    future.set("v")
+    assert waiting.get(timeout=2) == "v"
+    assert future._waiters is None
+
+
+def test_future_get_hook_of_a_pending_future_waits_for_it() -> None:
+    a: GeventFuture[int] = GeventFuture()
+    mapped = a.map(lambda v: v * 2)
+    gevent.spawn_later(0.01, a.set, 21)
+    assert mapped.get(timeout=2) == 42
+    with pytest.raises(queue.Full):
+        mapped.set(1)  # a future with a hook takes no value of its own
+
+
 def test_ask_timeout_raises_pykka_timeout(actors: list[pykka.ActorRef[Any]]) -> None:
     ref = start(actors)
     with pytest.raises(pykka.Timeout):
@@ -184,8 +207,6 @@ def test_future_exception_is_raised_by_get() -> None:
 
 
 def test_future_set_twice_is_refused() -> None:
-    import queue
-
     future: GeventFuture[Any] = GeventFuture()
     future.set(1)
     with pytest.raises(queue.Full):
@@ -503,7 +524,7 @@ def test_tell_only_actor_has_a_greenlet_only_while_it_has_work() -> None:
 def test_drain_workers_keep_at_most_keep_idle_and_hold_no_actor() -> None:
     workers = DrainWorkers(gevent.get_hub(), keep=4)
     done: list[int] = []
-    lent = [workers.run(lambda n: (gevent.sleep(0.001), done.append(n)), (n,)) for n in range(10)]
+    lent = [workers.run(lambda n: (gevent.sleep(0.001), done.append(n)), n) for n in range(10)]
     with gevent.Timeout(2):
         while len(done) < 10:
             gevent.sleep(0.001)
@@ -514,7 +535,7 @@ def test_drain_workers_keep_at_most_keep_idle_and_hold_no_actor() -> None:
     # an idle worker keeps no reference to what it ran
     actor = Lean()
     ref = weakref.ref(actor)
-    workers.run(actor._dispatch_tell, (Record(1),))
+    workers.run(actor._dispatch_tell, Record(1))
     with gevent.Timeout(2):
         while not actor.seen:
             gevent.sleep(0.001)
@@ -527,15 +548,15 @@ def test_drain_workers_keep_at_most_keep_idle_and_hold_no_actor() -> None:
 def test_drain_worker_logs_what_escapes_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:
     workers = DrainWorkers(gevent.get_hub(), keep=1)
 
-    def boom() -> None:
+    def boom(_: object) -> None:
         raise KeyError("bug")
 
-    first = workers.run(boom, ())
+    first = workers.run(boom, None)
     gevent.sleep(0)
     gevent.sleep(0)
     assert "a drain worker's job failed" in caplog.text
     seen: list[int] = []
-    assert workers.run(seen.append, (1,)) is first  # the same worker, still alive
+    assert workers.run(seen.append, 1) is first  # the same worker, still alive
     gevent.sleep(0)
     assert seen == [1]
 
