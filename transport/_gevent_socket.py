@@ -4,9 +4,11 @@
 # attribute _sock (gevent/_socket3.py), and puts a falsy stand-in there once it is closed.
 # If that attribute were renamed or held something else, raw_socket() would return None and
 # wsroom would write through the gevent socket only: still correct, but every write would cost
-# a greenlet switch. It also has _wait(watcher), which parks the calling greenlet on the hub
-# until the watcher fires, and _read_event, its read watcher (gevent/_socketcommon.py): what its
-# own recv waits on. tests/unit/test_private_internals.py fails, naming gevent, when these change.
+# a greenlet switch. It also has _read_event, its read watcher (gevent/_socketcommon.py): what
+# its own recv waits on, with the waiting greenlet's switch as the callback. Its close cancels
+# that wait through the hub's cancel_wait, which throws into the callback's __self__ (gevent's
+# _hub_primitives.py: "The callback should be greenlet.switch()"). tests/unit/
+# test_private_internals.py fails, naming gevent, when these change.
 """The non-blocking core of a gevent socket, for reads and writes that need not go through
 gevent's socket methods."""
 
@@ -14,7 +16,10 @@ from __future__ import annotations
 
 import _socket
 from collections.abc import Callable
-from functools import partial
+from typing import Any
+
+from gevent import get_hub, getcurrent
+from gevent.exceptions import ConcurrentObjectUseError
 
 __all__ = ["raw_socket", "read_waiter"]
 
@@ -30,14 +35,42 @@ def raw_socket(sock: object) -> _socket.socket | None:
 
 
 def read_waiter(sock: object) -> Callable[[], None] | None:
-    """A call that parks the calling greenlet until ``sock`` has bytes to read (OSError if it is
-    closed meanwhile), or None when ``sock`` is not a gevent socket.
+    """A call that parks the greenlet that made it until ``sock`` has bytes to read (OSError
+    if it is closed meanwhile), or None when ``sock`` is not a gevent socket.
 
     A reader that knows the socket is empty waits with it and then reads the real socket
     once, where gevent's ``recv`` would first try a read that fails with ``EAGAIN``.
     """
-    wait = getattr(sock, "_wait", None)
     watcher = getattr(sock, "_read_event", None)
-    if not callable(wait) or watcher is None:
+    if watcher is None or not callable(getattr(watcher, "start", None)):
         return None
-    return partial(wait, watcher)
+    return _ReadWaiter(watcher)
+
+
+class _ReadWaiter:
+    """gevent's ``sock._wait(sock._read_event)``, without its per-call objects.
+
+    gevent's wait makes a ``Waiter``, its bound ``switch`` and an argument tuple per call, and
+    they live as long as the wait: one wait per message in a request and response exchange,
+    so three more objects in flight per connection for the garbage collector to count. This
+    one starts the watcher with the waiting greenlet's own ``switch``, made once. gevent's
+    socket ``close`` still reaches it: it throws into the ``__self__`` of the watcher's
+    callback, which is that greenlet.
+    """
+
+    __slots__ = ("_hub", "_wake", "_watcher")
+
+    def __init__(self, watcher: Any) -> None:
+        self._watcher = watcher
+        self._hub = get_hub()
+        self._wake = getcurrent().switch
+
+    def __call__(self) -> None:
+        watcher = self._watcher
+        if watcher.callback is not None:
+            raise ConcurrentObjectUseError(f"socket already waited on by {watcher.callback!r}")
+        watcher.start(self._wake)
+        try:
+            self._hub.switch()
+        finally:
+            watcher.stop()

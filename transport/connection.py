@@ -515,6 +515,7 @@ class Connection:
                         outcome = self._through_wsproto(payload, on_text)
                         if outcome is not False:
                             return outcome
+                del batch  # not kept through the wait for more bytes: objects in flight
                 if ping is not None and life.is_open:
                     # One pong for the batch's latest ping (RFC 6455 5.5.3 allows it): a ping
                     # flood then costs a write per batch, not one per ping, and what it leaves

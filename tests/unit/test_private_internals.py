@@ -21,6 +21,7 @@ import gevent.socket
 import pykka
 import pytest
 import simple_websocket
+from gevent.exceptions import ConcurrentObjectUseError
 from wsproto import WSConnection
 from wsproto.connection import Connection
 
@@ -216,13 +217,19 @@ def test_gevent_socket_waits_for_readable_on_its_read_watcher() -> None:
         wait = read_waiter(a)
         assert wait is not None, broke(
             "gevent",
-            "a gevent.socket.socket has no _wait() or no _read_event",
+            "a gevent.socket.socket has no _read_event watcher",
             "transport/_gevent_socket.py (read_waiter)",
         )
         gevent.spawn_later(0.01, b.sendall, b"x")
         with gevent.Timeout(2):
             wait()  # parks until the byte is there
         assert raw_socket(a).recv(16) == b"x"  # type: ignore[union-attr]
+        # another greenlet waiting on the same socket is refused, as gevent's own recv would be
+        other = gevent.spawn(lambda: read_waiter(a)())  # type: ignore[misc]
+        gevent.sleep(0)
+        with pytest.raises(ConcurrentObjectUseError):
+            wait()
+        other.kill()
         # closed by another greenlet while waiting: the waiter hears of it
         gevent.spawn_later(0.01, a.close)
         with gevent.Timeout(2), pytest.raises(OSError):
