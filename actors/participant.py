@@ -8,8 +8,9 @@ from typing import Any
 
 import gevent
 import pykka
+from gevent import GreenletExit
 
-from wsroom.envelope import decode, error_frame
+from wsroom.envelope import Envelope, decode, error_frame
 from wsroom.errors import (
     BackplaneUnavailable,
     BadEnvelope,
@@ -209,14 +210,21 @@ class ParticipantActor(TellOnlyActor):
         except BadEnvelope as bad:
             self.conn.push(OutFrame(error_frame("bad_envelope", str(bad))))
             return
-        exc = call_hook(self.hooks.on_message, self.room, self.pid, envelope)
-        if exc is None:
-            return
-        if isinstance(exc, CloseConnection):
-            self.conn.close(exc.code, exc.reason)
-        else:
-            log_hook_error("on_message", exc)
-            self.conn.close(1011, "on_message failed")
+        self._call_on_message(envelope)
+
+    def _call_on_message(self, envelope: Envelope) -> None:
+        # call_hook's fence, inline: no bound method or argument tuple is made per message, to
+        # live while the hook waits on a room (more objects in flight for the garbage collector).
+        try:
+            self.hooks.on_message(self.room, self.pid, envelope)
+        except GreenletExit:
+            raise
+        except BaseException as exc:  # noqa: BLE001 -- as call_hook: it would stop every actor
+            if isinstance(exc, CloseConnection):
+                self.conn.close(exc.code, exc.reason)
+            else:
+                log_hook_error("on_message", exc)
+                self.conn.close(1011, "on_message failed")
 
     # -- a resume connection's frames (contract §7) ----------------------------------------
 
@@ -273,13 +281,7 @@ class ParticipantActor(TellOnlyActor):
             if isinstance(envelope, BadEnvelope):
                 self.conn.push(OutFrame(error_frame("bad_envelope", str(envelope))))
             else:
-                exc = call_hook(self.hooks.on_message, self.room, self.pid, envelope)
-                if exc is not None:
-                    if isinstance(exc, CloseConnection):
-                        self.conn.close(exc.code, exc.reason)
-                    else:
-                        log_hook_error("on_message", exc)
-                        self.conn.close(1011, "on_message failed")
+                self._call_on_message(envelope)
         # Acknowledged in batches: every ACK_EVERY, and whenever nothing else waits in the
         # inbox (a duplicate too: the client drops its copy).
         numbered.unacked += 1

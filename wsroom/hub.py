@@ -190,6 +190,11 @@ class Hub:
                 return here.ref.ask(message)
             except pykka.ActorDeadError:
                 pass  # that room was reaped; the hub knows whether a new one stands there
+        return self._ask_room_through_hub(room, message)
+
+    def _ask_room_through_hub(self, room: RoomID, message: Ask) -> Any:
+        # Apart from _ask_room: the closures' cells would otherwise be made on every call,
+        # hook calls included, and live in flight while the room answers.
         ref: pykka.ActorRef[Any] = self._ask(lambda: self._ref.ask(m.FindRoom(room), block=False))
         return self._ask(lambda: ref.ask(message, block=False))
 
