@@ -1,7 +1,7 @@
 """A pykka actor runtime on native gevent primitives, and the one way its actors take messages.
 
 pykka 4 keeps three hooks for new runtimes (``_create_actor_inbox``, ``_create_future``,
-``_start_actor_loop``); this module fills them with a gevent queue, an ``AsyncResult`` and a
+``_start_actor_loop``); this module fills them with a ``Mailbox``, a ``GeventFuture`` and a
 greenlet, so an ask costs a greenlet switch instead of an OS thread hand-off.
 
 Messages say what they are: an ``Ask`` is answered (what its handler raises goes back to the
@@ -28,12 +28,12 @@ import queue
 import sys
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import gevent
 import gevent.hub
-import gevent.queue
 import pykka
+from gevent.exceptions import ConcurrentObjectUseError
 from gevent.hub import Waiter
 from greenlet import GreenletExit, getcurrent
 from greenlet import greenlet as RawGreenlet
@@ -51,6 +51,7 @@ __all__ = [
     "DrainWorkers",
     "GeventActor",
     "GeventFuture",
+    "Mailbox",
     "Tell",
     "TellOnlyActor",
     "handles",
@@ -263,8 +264,54 @@ class _Dispatcher:
         logger.error("%s failed to handle %r", self, message, exc_info=exc)
 
 
+class Mailbox:
+    """A ``GeventActor``'s inbox: a deque, and its loop's greenlet while it waits on it.
+
+    ``gevent.queue.SimpleQueue`` serves many getters and putters, bounds and timeouts: per
+    message it schedules an unlock callback and wakes a ``Waiter`` made for the get. An actor's
+    inbox has one reader, never waits to put and never times out a get, so a put only has to
+    schedule that one greenlet's ``switch``. Like gevent's queues, it is for the greenlets of
+    one thread (a put from another would wake nothing). pykka calls ``put``, ``get`` and
+    ``empty`` (its ``ActorInbox``).
+    """
+
+    __slots__ = ("_hub", "_items", "_reader")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._reader: RawGreenlet | None = None  # parked in get(), until a put wakes it
+        self._hub: gevent.hub.Hub | None = None
+
+    def put(self, item: Any, /) -> None:
+        """Queue ``item``; wake the reader if it waits (never blocks: the inbox is unbounded)."""
+        self._items.append(item)
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            assert self._hub is not None
+            self._hub.loop.run_callback(reader.switch)
+
+    def get(self) -> Any:
+        """The oldest item, waiting for one if none is queued."""
+        items = self._items
+        while not items:
+            if self._reader is not None:
+                raise ConcurrentObjectUseError("an actor's inbox has one reader")
+            self._reader = getcurrent()
+            self._hub = hub = gevent.get_hub()
+            try:
+                hub.switch()
+            finally:
+                self._reader = None
+        return items.popleft()
+
+    def empty(self) -> bool:
+        """Whether nothing is queued."""
+        return not self._items
+
+
 class GeventActor(_Dispatcher, pykka.Actor):
-    """A pykka actor whose loop is a greenlet and whose inbox is a gevent queue.
+    """A pykka actor whose loop is a greenlet and whose inbox is a ``Mailbox``.
 
     Its ``on_receive`` dispatches ``Ask`` and ``Tell`` messages to the methods marked with
     ``@handles``; a subclass with its own ``on_receive`` (any pykka actor) works as well.
@@ -288,8 +335,7 @@ class GeventActor(_Dispatcher, pykka.Actor):
 
     @staticmethod
     def _create_actor_inbox() -> ActorInbox:
-        inbox: gevent.queue.SimpleQueue[Any] = gevent.queue.SimpleQueue()
-        return cast("ActorInbox", inbox)
+        return Mailbox()
 
     @staticmethod
     def _create_future() -> pykka.Future[Any]:

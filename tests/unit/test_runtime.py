@@ -22,6 +22,7 @@ from wsroom.actors.runtime import (
     DrainWorkers,
     GeventActor,
     GeventFuture,
+    Mailbox,
     Tell,
     TellOnlyActor,
     handles,
@@ -186,6 +187,40 @@ def test_future_get_hook_of_a_pending_future_waits_for_it() -> None:
     assert mapped.get(timeout=2) == 42
     with pytest.raises(queue.Full):
         mapped.set(1)  # a future with a hook takes no value of its own
+
+
+def test_mailbox_hands_items_in_order_and_wakes_its_parked_reader() -> None:
+    box = Mailbox()
+    assert box.empty()
+    box.put(1)
+    box.put(2)
+    assert not box.empty()
+    assert [box.get(), box.get()] == [1, 2]
+    got: list[int] = []
+    reader = gevent.spawn(lambda: got.extend(box.get() for _ in range(3)))
+    gevent.sleep(0)  # parked on the empty inbox
+    assert not got
+    box.put(3)
+    box.put(4)
+    gevent.sleep(0)
+    assert got == [3, 4]  # parked again
+    gevent.get_hub().loop.run_callback(box.put, 5)  # a put from the loop itself, as a timer's
+    reader.join(timeout=2)
+    assert got == [3, 4, 5]
+    assert box.empty()
+
+
+def test_mailbox_has_one_reader_and_lets_a_killed_one_go() -> None:
+    box = Mailbox()
+    first = gevent.spawn(box.get)
+    gevent.sleep(0)
+    second = gevent.spawn(box.get)
+    second.join(timeout=2)
+    assert isinstance(second.exception, gevent.exceptions.ConcurrentObjectUseError)
+    first.kill(timeout=2)
+    box.put("after")  # nobody waits: queued, no wake-up into the dead greenlet
+    gevent.sleep(0)
+    assert box.get() == "after"
 
 
 def test_ask_timeout_raises_pykka_timeout(actors: list[pykka.ActorRef[Any]]) -> None:
