@@ -49,13 +49,20 @@ class OfflineQueue:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._items: deque[Frame] = deque()
+        # Made by the first offer: every member has a queue, few ever queue anything, and an
+        # empty deque is 760 bytes.
+        self._items: deque[Frame] | None = None
 
     def offer(self, item: Frame) -> bool:
         """Queue ``item``; False when the queue is full (the item is not kept)."""
-        if len(self._items) >= self.limit:
+        items = self._items
+        if items is None:
+            if self.limit <= 0:
+                return False
+            self._items = items = deque()
+        elif len(items) >= self.limit:
             return False
-        self._items.append(item)
+        items.append(item)
         return True
 
     def extend(self, items: Iterable[Frame]) -> int:
@@ -69,15 +76,14 @@ class OfflineQueue:
 
     def drain(self) -> list[Frame]:
         """Take every queued item, oldest first."""
-        items = list(self._items)
-        self._items.clear()
-        return items
+        items, self._items = self._items, None
+        return list(items) if items else []
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) if self._items is not None else 0
 
     def __iter__(self) -> Iterator[Frame]:
-        return iter(self._items)
+        return iter(self._items if self._items is not None else ())
 
 
 @attrs.define(eq=False)
@@ -100,7 +106,7 @@ class Member(Generic[C]):
     live: bool = False
     returning: bool = False  # a reconnect from OFFLINE whose on_join is running
     deadline: float | None = None
-    last_close: Disconnected = attrs.field(factory=Disconnected)
+    last_close: Disconnected | None = None  # why its last connection ended (made then)
     log: OutboundLog[Any] | None = None
     sink: NumberedSink | None = None  # what the fan-out holds for it while live
     pushed: int = 0  # the highest seq handed to the current connection
@@ -474,13 +480,13 @@ class RoomState(Generic[C]):
         member.live = False
         self.live.pop(pid, None)
         self._stop_inbound(member)
-        member.last_close = Disconnected(code, reason)
+        member.last_close = closed = Disconnected(code, reason)
         if not member.joined:
             self._remove(member)
             return None
         if self.policy.grace_period <= 0:
             self._remove(member)
-            return Leave(pid, member.last_close)
+            return Leave(pid, closed)
         self.requeue(pid, unsent)
         member.deadline = self.clock() + self.policy.grace_period
         self._presence_changes.append((pid, Presence.OFFLINE))

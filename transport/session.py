@@ -16,7 +16,7 @@ import pykka
 
 from wsroom.actors import messages as m
 from wsroom.actors.participant import ParticipantActor
-from wsroom.actors.resume import quick_ack
+from wsroom.actors.resume import ClientAcks, quick_ack
 from wsroom.errors import HandshakeRejected, HubStopped, MissingParticipantID, ResolverRejected
 from wsroom.hooks import HookSet, Resolver
 from wsroom.types import Identity, ParticipantID, RoomID
@@ -99,49 +99,85 @@ def _run(
 ) -> None:
     window = gevent.lock.Semaphore(INBOUND_WINDOW)
     participant = ParticipantActor(hub, hooks, room, pid, identity, conn, window.release)
-    # A resume connection's frames go to the participant's numbering (contract §7).
-    inbound = m.NumberedInbound if conn.resume else m.Inbound
     try:
         hub.tell(m.ParticipantStarted(participant))
         participant.tell(m.Start())
     except pykka.ActorDeadError:
         conn.close(1001, "hub stopped")
-
-    def on_text(text: str) -> None:
-        # Wait for room in the window, unless the actor is gone (the hub stopped): then the
-        # frame has nobody to go to.
-        while not window.acquire(timeout=_WINDOW_POLL):
-            if not participant.is_alive():
-                return
-        try:
-            participant.tell(inbound(text))
-        except pykka.ActorDeadError:
-            window.release()
-            conn.close(1001, "hub stopped")
-
     acks = participant.client_acks
-    if acks is None:
-        code, reason = conn.run(on_text)
-    else:
-        first = [True]
-
-        def on_numbered_text(text: str) -> None:
-            # A resume connection's acks go straight to the room's cell (contract §7): no
-            # window slot, no participant greenlet, no message. The first frame is always the
-            # participant's (a resume, or an ack of nothing that starts afresh); so is an ack
-            # written some other way.
-            if first[0]:
-                first[0] = False
-            else:
-                seq = quick_ack(text)
-                if seq is not None:
-                    acks.note(seq)
-                    return
-            on_text(text)
-
-        code, reason = conn.run(on_numbered_text)
+    reader = (
+        _Inbound(window, participant, conn)
+        if acks is None
+        else _NumberedInbound(window, participant, conn, acks)
+    )
+    code, reason = conn.run(reader.text)
     try:
         participant.tell(m.Ended(code, reason))
     except pykka.ActorDeadError:
         return
     participant.stop(block=True)
+
+
+class _Inbound:
+    """What the reader does with each whole text message: wait for room in the participant's
+    inbound window, then tell it the message.
+
+    An object, not a closure: a connection's closure and its cells were eight more objects for
+    the garbage collector to walk in every full collection, for the connection's whole life.
+    """
+
+    __slots__ = ("conn", "participant", "window")
+
+    message: type[m.Inbound] | type[m.NumberedInbound] = m.Inbound
+
+    def __init__(
+        self, window: gevent.lock.Semaphore, participant: ParticipantActor, conn: Connection
+    ) -> None:
+        self.window = window
+        self.participant = participant
+        self.conn = conn
+
+    def text(self, text: str) -> None:
+        """Hand one message to the participant (unless it is gone: the hub stopped)."""
+        window = self.window
+        while not window.acquire(timeout=_WINDOW_POLL):
+            if not self.participant.is_alive():
+                return
+        try:
+            self.participant.tell(self.message(text))
+        except pykka.ActorDeadError:
+            window.release()
+            self.conn.close(1001, "hub stopped")
+
+
+class _NumberedInbound(_Inbound):
+    """A resume connection's (contract §7): its frames go to the participant's numbering, and
+    its acks straight to the room's cell, with no window slot, no participant greenlet and no
+    message."""
+
+    __slots__ = ("acks", "first")
+
+    message = m.NumberedInbound
+
+    def __init__(
+        self,
+        window: gevent.lock.Semaphore,
+        participant: ParticipantActor,
+        conn: Connection,
+        acks: ClientAcks,
+    ) -> None:
+        super().__init__(window, participant, conn)
+        self.acks = acks
+        self.first = True
+
+    def text(self, text: str) -> None:
+        # The first frame is always the participant's (a resume, or an ack of nothing that
+        # starts afresh); so is an ack written some other way.
+        if self.first:
+            self.first = False
+        else:
+            seq = quick_ack(text)
+            if seq is not None:
+                self.acks.note(seq)
+                return
+        super().text(text)

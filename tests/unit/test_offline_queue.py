@@ -7,6 +7,7 @@ from wsroom.actors.state import OfflineQueue
 
 def test_fifo_order_and_drain() -> None:
     q = OfflineQueue(3)
+    assert len(q) == 0 and list(q) == [] and q.drain() == []  # nothing queued yet
     assert q.offer("a") and q.offer("b")
     assert len(q) == 2
     assert list(q) == ["a", "b"]
